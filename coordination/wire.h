@@ -40,6 +40,7 @@ typedef enum {
     WIRE_SYNC_REPLY = 7,
     WIRE_LEAVE = 8,     /* graceful leave announcement */
     WIRE_HELLO_REQ = 9, /* "I do not know your certificate: send HELLO" */
+    WIRE_GOSSIP = 10,   /* piggyback-only message: membership updates to k random peers */
     WIRE_PLAN = 16,     /* a signed plan (or a chunk of one) */
     WIRE_PROGRESS = 17, /* target record deltas */
     WIRE_DIGEST = 18,   /* anti-entropy digest */
