@@ -26,7 +26,10 @@
 
 #define WIRE_VERSION 1
 #define WIRE_MIN_VERSION 1        /* oldest version still accepted */
-#define WIRE_MAX_MESSAGE (4u << 20) /* bytes; larger messages are refused */
+/* Bytes; larger messages are refused. The decoded tree of a message costs at
+ * most ~24 bytes per input byte, so this also bounds a peer's memory cost per
+ * message (large plans travel in chunks). */
+#define WIRE_MAX_MESSAGE (1u << 20)
 #define WIRE_MAX_DEPTH 16         /* nesting depth of containers */
 #define WIRE_ID_LEN 32            /* node ids are CURVE public keys */
 
@@ -74,7 +77,8 @@ void wire_put_bool(wire_writer_t *self, const char *key, bool value);
 void wire_put_str(wire_writer_t *self, const char *key, const char *value);
 void wire_put_bin(wire_writer_t *self, const char *key, const void *data, size_t len);
 /* Finishes the message: *data points into the writer (valid until it is
- * destroyed). Returns 0, or GG_ETOOBIG when over WIRE_MAX_MESSAGE. */
+ * destroyed). Returns 0, GG_ETOOBIG when over WIRE_MAX_MESSAGE, GG_ENOMEM, or
+ * GG_EINVAL when the body does not hold body_fields pairs or nests too deep. */
 int wire_writer_finish(wire_writer_t *self, const uint8_t **data, size_t *len);
 
 /* ---- decoding ---- */
@@ -95,7 +99,8 @@ typedef struct {
 int wire_decode(const void *data, size_t len, wire_msg_t *msg);
 void wire_msg_release(wire_msg_t *msg);
 
-/* Field accessors on a map object (the body or any nested map). Each returns
+/* Field accessors on a map object (the body or any nested map); with
+ * duplicate keys the first wins. Each returns
  * 0, GG_ENOTFOUND when the key is absent, or GG_EMALFORMED when the value has
  * the wrong type or is out of bounds. */
 const msgpack_object *wire_map_get(const msgpack_object *map, const char *key);
@@ -105,8 +110,9 @@ int wire_get_bool(const msgpack_object *map, const char *key, bool *out);
 /* Copies a string of at most max_len bytes (no embedded NUL) into buf, which
  * must hold max_len + 1 bytes. */
 int wire_get_str(const msgpack_object *map, const char *key, char *buf, size_t max_len);
-/* Points *data at a bin of exactly `len` bytes (len_exact) or at most max_len
- * bytes; *out_len receives its length. Lifetime: the message's. */
+/* wire_get_bin_exact copies a bin of exactly `len` bytes into out.
+ * wire_get_bin points *data at a bin of at most max_len bytes; *out_len
+ * receives its length. Lifetime: the message's. */
 int wire_get_bin_exact(const msgpack_object *map, const char *key, void *out, size_t len);
 int wire_get_bin(const msgpack_object *map, const char *key, const uint8_t **data,
                  size_t *out_len, size_t max_len);
