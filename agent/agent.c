@@ -623,9 +623,8 @@ int agent_reload(agent_t *self)
     }
 
     /* All good: swap. Nothing below can fail. */
-    trust_destroy(&self->trust);
-    self->trust = trust;
-    trust = NULL;
+    /* Swapped in place: the transport holds a pointer to the trust store. */
+    trust_swap(self->trust, trust);
     self->node_cert = cert;
     s_set_cert_metric(self);
     config_free(&self->cfg);

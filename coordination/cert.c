@@ -923,6 +923,13 @@ struct _trust_t {
 
 static char s_present[] = "revoked"; /* zhash items must be non-NULL */
 
+void trust_swap(trust_t *a, trust_t *b)
+{
+    trust_t tmp = *a;
+    *a = *b;
+    *b = tmp;
+}
+
 trust_t *trust_new(void)
 {
     trust_t *self = calloc(1, sizeof *self);

@@ -97,6 +97,9 @@ void trust_destroy(trust_t **self_p);
 /* Adds every DIR/ *.pub operator key; returns the count loaded in *count.
  * A directory with no readable key is GG_ECONFIG. */
 int trust_load_dir(trust_t *self, const char *dir, size_t *count);
+/* Exchanges the contents of two trust stores, so that holders of a pointer
+ * to `a` see the new set (a reload builds a fresh store, then swaps). */
+void trust_swap(trust_t *a, trust_t *b);
 int trust_add_operator(trust_t *self, const uint8_t public_key[CERT_PUBLIC_LEN]);
 bool trust_is_operator(const trust_t *self, const uint8_t public_key[CERT_PUBLIC_LEN]);
 size_t trust_operator_count(const trust_t *self);
