@@ -3,15 +3,24 @@
  * network; the simulator replaces it).
  *
  * Sockets
- *   - a REP socket on inproc://zeromq.zap.01, bound before any CURVE socket:
- *     our ZAP handler. It accepts every CURVE client and sets the connection's
- *     User-Id to the Z85 of the client's long-term key, so every received
- *     frame names the key that sent it (zframe_meta(frame, "User-Id")).
+ *   - the ZAP handler: a REP socket on inproc://zeromq.zap.01, served by a
+ *     process-wide actor thread. libzmq allows one binding of that endpoint
+ *     per context and CZMQ uses one context per process, so it is shared: the
+ *     first transport_new starts it (before creating any CURVE socket), every
+ *     transport holds a reference, the last transport_destroy stops it. Any
+ *     number of transports may therefore live in one process (tests, several
+ *     nodes in one process). It accepts every CURVE client in the ZAP domain
+ *     "gaggle" and sets the connection's User-Id to the Z85 of the client's
+ *     long-term key, so every received frame names the key that sent it
+ *     (zframe_meta(frame, "User-Id")); it refuses every other domain and
+ *     mechanism, so no other ZAP handler can be used in the same process.
  *   - one ROUTER bound at --bind, CURVE server: every message a node receives
- *     arrives here.
+ *     arrives here. A handshake (garbage, wrong mechanism, bad CURVE, or
+ *     silence for 10 s) that fails is counted through a socket monitor.
  *   - outgoing: one DEALER per peer address, CURVE client with the node's own
  *     key pair, created on demand and kept in a bounded least-recently-used
- *     set (a fleet of thousands must not hold a socket per member).
+ *     set (a fleet of thousands must not hold a socket per member). An
+ *     evicted connection still flushes what it queued for up to 200 ms.
  *
  * The ROUTER's CURVE server key is the fleet transport key: one well-known
  * key pair every node derives, so that an address is all a node needs to
@@ -30,6 +39,20 @@
  *     covers a receiver that restarted and forgot);
  *   - a message whose envelope sender differs from the connection's key is
  *     dropped and counted as spoofed.
+ *
+ * Bounds: messages up to WIRE_MAX_MESSAGE (a frame a little larger is
+ * refused and counted as oversized; a much larger one makes libzmq drop the
+ * connection, uncounted); per-connection queues of 1,000 messages in and out
+ * on the ROUTER, 2,000 out per DEALER; at most max_peers outgoing sockets and
+ * 65,536 proven keys.
+ *
+ * Threads and the loop: one thread uses a transport (the loop's). Callbacks
+ * run from the loop. transport_send and transport_forget_address may be
+ * called from any handler of the loop, including timers. transport_destroy
+ * must not be called from one of this transport's own callbacks nor from a
+ * timer handler of the loop it is attached to (zloop may still call the
+ * readers that polled ready in that iteration): destroy it from a poller or
+ * reader handler of another object, or after zloop_start returns.
  */
 #ifndef GG_TRANSPORT_H
 #define GG_TRANSPORT_H
@@ -41,7 +64,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TRANSPORT_ADDRESS_MAX 255
+#define TRANSPORT_ADDRESS_MAX       255
 #define TRANSPORT_DEFAULT_MAX_PEERS 256
 
 typedef enum {
@@ -61,6 +84,10 @@ typedef enum {
 
 const char *transport_refused_name(transport_refused_t reason);
 
+/* Counters. msgs_in counts every envelope that decoded, refused ones included
+ * (refusals are counted again under their reason); bytes_in every payload
+ * frame received. msgs_out/bytes_out count what was queued, HELLO and
+ * HELLO_REQ included. */
 typedef struct {
     uint64_t msgs_in[256], msgs_out[256]; /* by wire type (low 8 bits) */
     uint64_t bytes_in, bytes_out;
@@ -88,7 +115,7 @@ typedef struct {
     const cert_t *cert;    /* copied */
     trust_t *trust;        /* borrowed: must outlive the transport */
     const char *bind;      /* tcp://IP:PORT */
-    const char *advertise; /* tcp://HOST:PORT others reach us at */
+    const char *advertise; /* tcp://HOST:PORT others reach us at; NULL = the bound endpoint */
     size_t max_peers;      /* outgoing sockets kept; 0 = default */
     transport_deliver_fn *deliver;
     transport_peer_fn *on_peer; /* may be NULL */
@@ -98,18 +125,24 @@ typedef struct {
 
 typedef struct _transport_t transport_t;
 
-/* Creates the sockets: ZAP handler first, then the ROUTER bound at cfg->bind.
- * Returns NULL and fills errbuf on failure (address in use, bad endpoint). */
+/* Creates the sockets: takes a reference on the ZAP handler (starting it if
+ * this is the process's first transport), then the ROUTER bound at cfg->bind.
+ * Returns NULL and fills errbuf (may be NULL) on failure: address in use, bad
+ * endpoint, address longer than TRANSPORT_ADDRESS_MAX. */
 transport_t *transport_new(const transport_config_t *cfg, char *errbuf, size_t errlen);
 void transport_destroy(transport_t **self_p);
 
-/* Registers the transport's sockets with the loop. */
+/* Registers the transport's sockets with the loop (once; the loop must
+ * outlive the transport or the transport be destroyed first). Returns 0 or
+ * GG_ENOMEM. */
 int transport_attach(transport_t *self, zloop_t *loop);
 
-/* Sends one encoded wire message to the node at address, opening (and
- * greeting) a connection on demand. Never blocks: a full queue drops the
- * message (counted) and returns GG_EBUSY. `type` is the message's wire type,
- * for the per-type counters. */
+/* Sends one encoded wire message to the node at address (tcp://HOST:PORT),
+ * opening (and greeting) a connection on demand, evicting the least recently
+ * used one when max_peers are open. Never blocks: a full queue drops the
+ * message and returns GG_EBUSY; a bad address is GG_EINVAL, a message over
+ * WIRE_MAX_MESSAGE GG_ETOOBIG (all counted in send_dropped). `type` is the
+ * message's wire type, for the per-type counters. */
 int transport_send(transport_t *self, const char *address, uint32_t type, const uint8_t *data,
                    size_t len);
 

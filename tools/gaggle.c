@@ -11,6 +11,7 @@
  */
 #include "cli.h"
 #include "cmd_keygen.h"
+#include "cmd_members.h"
 #include "cmd_plan.h"
 
 #include <curl/curl.h>
@@ -32,6 +33,7 @@ static int s_cmd_version(int argc, char **argv);
 
 static const s_command_t s_commands[] = {
     {"keygen", s_cmd_keygen, "make operator key pairs and signed node certificates", NULL},
+    {"members", cmd_members, "every member of the fleet and its state", cmd_members_usage},
     {"plan", cmd_plan, "validate a migration plan, or sign and apply it", cmd_plan_usage},
     {"status", s_cmd_status, "this node at a glance: name, id, members, plans",
      "usage: gaggle status [--addr IP:PORT] [--json]\n\n"
