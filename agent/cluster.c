@@ -6,6 +6,7 @@
 #include "gg_error.h"
 #include "gg_log.h"
 #include "metrics.h"
+#include "signed.h"
 #include "wire.h"
 
 #include <jansson.h>
@@ -15,6 +16,7 @@
 
 #define LEAVE_DEADLINE_MS 3000
 #define HANDLERS_MAX 256
+#define REVOCATION_DOC_MAX (16u << 10)
 
 struct _cluster_t {
     agent_t *agent;
@@ -29,7 +31,10 @@ struct _cluster_t {
         void *arg;
     } handlers[HANDLERS_MAX];
     uint64_t persist_errors;
+    uint64_t revocations_applied, revocations_refused;
 };
+
+static void s_send_revocations_to(cluster_t *self, const char *address);
 
 uint64_t cluster_now_ms(void)
 {
@@ -184,6 +189,10 @@ static void s_drain(cluster_t *self)
                 gg_info("member %s reaped", m->name);
             if (memcmp(m->id, agent_node_key(self->agent)->public_key, MEMBER_ID_LEN) == 0)
                 break;
+            /* A member that (re)appears learns every revocation we hold. */
+            if (out.type == MOUT_CHANGED && m->state == MEMBER_ALIVE &&
+                (out.added || out.old_state != MEMBER_ALIVE))
+                s_send_revocations_to(self, m->address);
             if (!batch && store_batch_begin(store, &batch) != 0) {
                 self->persist_errors++;
                 break;
@@ -283,6 +292,10 @@ static void s_collect(metrics_t *m, void *arg)
                         (double) ms->probes_failed);
     metrics_counter_set(m, "gaggle_membership_refutations_total", NULL, (double) ms->refutations);
     metrics_counter_set(m, "gaggle_store_persist_errors_total", NULL, (double) self->persist_errors);
+    metrics_counter_set(m, "gaggle_revocations_total", (const char *[]){"result", "applied", NULL},
+                        (double) self->revocations_applied);
+    metrics_counter_set(m, "gaggle_revocations_total", (const char *[]){"result", "refused", NULL},
+                        (double) self->revocations_refused);
 }
 
 static void s_describe(metrics_t *m)
@@ -305,6 +318,8 @@ static void s_describe(metrics_t *m)
                      "SWIM probes that got no acknowledgement.");
     metrics_describe(m, "gaggle_membership_refutations_total", METRICS_COUNTER,
                      "Incarnation bumps to refute a suspicion of this node.");
+    metrics_describe(m, "gaggle_revocations_total", METRICS_COUNTER,
+                     "Certificate revocations applied or refused (bad signature, unknown key).");
     metrics_describe(m, "gaggle_store_persist_errors_total", METRICS_COUNTER,
                      "Membership records that could not be written to the store.");
 }
@@ -329,6 +344,189 @@ static int s_http_members(void *arg, const http_request_t *req, http_response_t 
 {
     cluster_t *self = arg;
     return http_respond_json(resp, 200, cluster_members_json(self));
+}
+
+/* ---- revocations ----
+ *
+ * `gaggle cert revoke` posts an operator-signed command; the agent verifies
+ * it, applies it to the trust store, keeps it (certs db, keyed by the
+ * document's hash), re-checks every proven peer, and floods it to every live
+ * member (WIRE_COMMAND). A member that (re)appears is sent every revocation
+ * held, so a node that was away learns them too. Revocations are re-applied
+ * after a reload rebuilds the trust store.
+ */
+
+static void s_revoke_subject(trust_t *trust, const char *subject)
+{
+    uint8_t key[CERT_PUBLIC_LEN];
+    if (strlen(subject) == CERT_PUBLIC_LEN * 2 &&
+        signed_hex_decode(subject, key, sizeof key) == 0)
+        (void) trust_revoke_key(trust, key);
+    else
+        (void) trust_revoke_name(trust, subject);
+}
+
+static void s_flood(cluster_t *self, const char *text, size_t len)
+{
+    wire_writer_t *w = wire_writer_new(WIRE_COMMAND, agent_node_key(self->agent)->public_key, 1);
+    const uint8_t *data;
+    size_t dlen;
+    if (!w)
+        return;
+    wire_put_key(w, "doc");
+    msgpack_pack_str_with_body(wire_writer_packer(w), text, len);
+    if (wire_writer_finish(w, &data, &dlen) == 0)
+        for (size_t i = 1; i < membership_size(self->membership); i++) {
+            const member_t *m = membership_at(self->membership, i);
+            if (m->state == MEMBER_ALIVE || m->state == MEMBER_SUSPECT)
+                transport_send(self->transport, m->address, WIRE_COMMAND, data, dlen);
+        }
+    wire_writer_destroy(&w);
+}
+
+/* Verifies, applies, keeps and spreads one revocation. Returns 0 (also when
+ * already known), GG_EMALFORMED, GG_EPERM (unknown operator) or GG_ECRYPTO. */
+static int s_revocation(cluster_t *self, const char *text, size_t len, char *subject_out,
+                        size_t subject_len, char *err, size_t errlen)
+{
+    json_t *doc = NULL, *payload = NULL;
+    char *canon = NULL;
+    size_t clen = 0;
+    char id[SIGNED_HASH_HEX_LEN + 1];
+    signed_command_t cmd;
+    int rc = signed_parse(text, len, &doc);
+    if (rc) {
+        snprintf(err, errlen, "the body is not a signed document");
+        goto out;
+    }
+    rc = signed_verify(doc, agent_trust(self->agent), &payload, NULL);
+    if (rc) {
+        snprintf(err, errlen, "%s",
+                 rc == GG_EPERM    ? "the command is not signed by a trusted operator key"
+                 : rc == GG_ECRYPTO ? "the command's signature does not verify"
+                                    : "the body is not a signed document");
+        goto out;
+    }
+    rc = signed_command_check(payload, &cmd, err, errlen);
+    if (rc)
+        goto out;
+    if (strcmp(cmd.type, "revoke") != 0 || !cmd.subject) {
+        rc = GG_EMALFORMED;
+        snprintf(err, errlen, "not a revoke command");
+        goto out;
+    }
+    if (subject_out)
+        snprintf(subject_out, subject_len, "%s", cmd.subject);
+    if ((rc = signed_hash_hex(doc, id)) != 0 || (rc = signed_canonical(doc, &canon, &clen)) != 0) {
+        snprintf(err, errlen, "cannot encode the command");
+        goto out;
+    }
+    void *old = NULL;
+    size_t old_len = 0;
+    store_t *store = agent_store(self->agent);
+    if (store_get(store, STORE_DB_CERTS, id, SIGNED_HASH_HEX_LEN, &old, &old_len) == 0) {
+        free(old);
+        goto out; /* known: nothing to do, nothing to forward */
+    }
+    s_revoke_subject(agent_trust(self->agent), cmd.subject);
+    if (store_put(store, STORE_DB_CERTS, id, SIGNED_HASH_HEX_LEN, canon, clen) != 0) {
+        self->persist_errors++;
+        gg_error("cluster: cannot store the revocation of %s", cmd.subject);
+    }
+    self->revocations_applied++;
+    gg_warn("cluster: certificate %s revoked", cmd.subject);
+    transport_revalidate(self->transport);
+    s_flood(self, canon, clen);
+out:
+    if (rc)
+        self->revocations_refused++;
+    free(canon);
+    json_decref(doc);
+    return rc;
+}
+
+typedef struct {
+    cluster_t *self;
+    const char *address; /* send each to it, or NULL: re-apply to trust */
+} s_revocation_walk_t;
+
+static int s_revocation_visit(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    s_revocation_walk_t *walk = arg;
+    if (vlen > REVOCATION_DOC_MAX)
+        return 0;
+    if (walk->address) {
+        wire_writer_t *w =
+            wire_writer_new(WIRE_COMMAND, agent_node_key(walk->self->agent)->public_key, 1);
+        const uint8_t *data;
+        size_t dlen;
+        if (!w)
+            return 0;
+        wire_put_key(w, "doc");
+        msgpack_pack_str_with_body(wire_writer_packer(w), val, vlen);
+        if (wire_writer_finish(w, &data, &dlen) == 0)
+            transport_send(walk->self->transport, walk->address, WIRE_COMMAND, data, dlen);
+        wire_writer_destroy(&w);
+        return 0;
+    }
+    json_t *doc = NULL, *payload = NULL;
+    signed_command_t cmd;
+    char err[128];
+    if (signed_parse(val, vlen, &doc) == 0 &&
+        (payload = json_object_get(doc, "payload")) != NULL &&
+        signed_command_check(payload, &cmd, err, sizeof err) == 0 && cmd.subject)
+        s_revoke_subject(agent_trust(walk->self->agent), cmd.subject);
+    json_decref(doc);
+    return 0;
+}
+
+static void s_send_revocations_to(cluster_t *self, const char *address)
+{
+    s_revocation_walk_t walk = {self, address};
+    if (store_scan(agent_store(self->agent), STORE_DB_CERTS, NULL, 0, s_revocation_visit, &walk))
+        gg_warn("cluster: cannot read the revocations from the store");
+}
+
+static void s_reapply_revocations(cluster_t *self)
+{
+    s_revocation_walk_t walk = {self, NULL};
+    if (store_scan(agent_store(self->agent), STORE_DB_CERTS, NULL, 0, s_revocation_visit, &walk))
+        gg_warn("cluster: cannot read the revocations from the store");
+}
+
+static void s_on_command(void *arg, const transport_delivery_t *d)
+{
+    cluster_t *self = arg;
+    const uint8_t *text;
+    size_t len;
+    const msgpack_object *o = wire_map_get(&d->msg->body, "doc");
+    if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size > REVOCATION_DOC_MAX) {
+        self->revocations_refused++;
+        return;
+    }
+    text = (const uint8_t *) o->via.str.ptr;
+    len = o->via.str.size;
+    char err[256] = "";
+    if (s_revocation(self, (const char *) text, len, NULL, 0, err, sizeof err) != 0)
+        gg_warn("cluster: a command from %s was refused: %s", d->cert->name, err);
+}
+
+static int s_http_revoke(void *arg, const http_request_t *req, http_response_t *resp)
+{
+    cluster_t *self = arg;
+    char err[256] = "", subject[SIGNED_FIELD_MAX + 1] = "";
+    if (req->body_len == 0 || req->body_len > REVOCATION_DOC_MAX)
+        return http_respond_error(resp, req->body_len ? 413 : 400,
+                                  req->body_len ? "the revocation is too large"
+                                                : "the body must be a signed revoke command");
+    int rc = s_revocation(self, req->body, req->body_len, subject, sizeof subject, err, sizeof err);
+    if (rc == GG_EPERM)
+        return http_respond_error(resp, 403, err);
+    if (rc == GG_ECRYPTO)
+        return http_respond_error(resp, 401, err);
+    if (rc)
+        return http_respond_error(resp, 400, err[0] ? err : "malformed revoke command");
+    return http_respond_json(resp, 200, json_pack("{s:s}", "revoked", subject));
 }
 
 /* ---- life cycle ---- */
@@ -423,6 +621,7 @@ cluster_t *cluster_new(agent_t *agent, char *err, size_t errlen)
         snprintf(err, errlen, "cannot write the incarnation to the store in %s", cfg->data_dir);
         goto fail;
     }
+    s_reapply_revocations(self);
     uint64_t seed;
     randombytes_buf(&seed, sizeof seed);
     uint64_t now = cluster_now_ms();
@@ -458,6 +657,8 @@ cluster_t *cluster_new(agent_t *agent, char *err, size_t errlen)
     s_describe(metrics);
     metrics_on_collect(metrics, s_collect, self);
     http_route(agent_http(agent), "GET", "/v1/members", s_http_members, self);
+    http_route(agent_http(agent), "POST", "/v1/certs/revoke", s_http_revoke, self);
+    cluster_on_message(self, WIRE_COMMAND, s_on_command, self);
     gg_info("cluster: listening on %s as %s (incarnation %llu, profile %s)",
             transport_endpoint(self->transport), cfg->advertise, (unsigned long long) incarnation,
             s_profile_name(cfg->profile));
@@ -505,5 +706,6 @@ bool cluster_leave_done(cluster_t *self)
 void cluster_reload(cluster_t *self)
 {
     s_add_seeds(self);
+    s_reapply_revocations(self); /* the reload built a fresh trust store */
     transport_revalidate(self->transport);
 }

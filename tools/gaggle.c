@@ -10,6 +10,7 @@
  * (a command with no usage in the table prints its own).
  */
 #include "cli.h"
+#include "cmd_cert.h"
 #include "cmd_keygen.h"
 #include "cmd_members.h"
 #include "cmd_plan.h"
@@ -32,6 +33,7 @@ static int s_cmd_status(int argc, char **argv);
 static int s_cmd_version(int argc, char **argv);
 
 static const s_command_t s_commands[] = {
+    {"cert", cmd_cert, "revoke a node certificate fleet-wide (operator-signed)", cmd_cert_usage},
     {"keygen", s_cmd_keygen, "make operator key pairs and signed node certificates", NULL},
     {"members", cmd_members, "every member of the fleet and its state", cmd_members_usage},
     {"plan", cmd_plan, "validate a migration plan, or sign and apply it", cmd_plan_usage},

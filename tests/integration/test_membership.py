@@ -127,6 +127,44 @@ class MembershipTest(harness.AgentTestCase):
             self.assertNotIn("intruder", members(a))
         self.assertTrue(intruder.alive())
 
+    def test_revocation_spreads_and_keeps_nodes_out(self):
+        s1, s2, s3 = self.start_fleet(["r1", "r2", "r3"])
+        self.wait_view([s1, s2, s3], {"r1": "alive", "r2": "alive", "r3": "alive"},
+                       "3 agents to meet")
+        op = self.cluster.operator
+        # Unsigned, and signed by an unknown operator: refused, nothing changes.
+        status, _, body = s2.request("POST", "/v1/certs/revoke", body=b'{"payload": {}}')
+        self.assertEqual(status, 400, body)
+        rogue = self.cluster.make_operator("rogue2", trusted=False)
+        code, out, err = harness.gaggle("--addr", s2.http_addr, "cert", "revoke", "r3",
+                                        "--key", rogue.key)
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("not signed by a trusted operator", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+        # Revoke a node that has not joined yet, through r2 only.
+        late = self.cluster.make_node("late")
+        code, out, err = harness.gaggle("--addr", s2.http_addr, "cert", "revoke", "late",
+                                        "--key", op.key)
+        self.assertEqual(code, 0, err)
+        wait_until(lambda: metric(s1, "gaggle_revocations_total", {"result": "applied"}) >= 1
+                   and metric(s3, "gaggle_revocations_total", {"result": "applied"}) >= 1,
+                   CONVERGE, "the revocation to reach r1 and r3 by gossip")
+        late_agent = self.cluster.start_agent(
+            "late", identity=late, args=["--join", f"tcp://127.0.0.1:{s1.bind_port}"])
+        wait_until(lambda: metric(s1, "gaggle_peers_refused_total", {"reason": "revoked"}) >= 1,
+                   CONVERGE, "r1 to refuse the revoked certificate")
+        for a in (s1, s2, s3):
+            self.assertNotIn("late", members(a))
+        self.assertTrue(late_agent.alive())
+
+        # Revoking a member of the fleet cuts it off: the others declare it dead.
+        code, out, err = harness.gaggle("--addr", s1.http_addr, "cert", "revoke", "r3",
+                                        "--key", op.key)
+        self.assertEqual(code, 0, err)
+        self.wait_view([s1, s2], {"r1": "alive", "r2": "alive", "r3": "dead"},
+                       "r3 to be cut off after its revocation")
+
     def test_two_groups_merge_once_they_learn_an_address(self):
         a1, a2 = self.start_fleet(["a1", "a2"])
         b1 = self.cluster.start_agent("b1", config="log-level: info\n")
