@@ -699,7 +699,13 @@ bool cluster_leave_done(cluster_t *self)
 {
     if (!self->leaving)
         return false;
-    return membership_broadcasts_pending(self->membership) == 0 ||
+    size_t peers = 0;
+    for (size_t i = 1; i < membership_size(self->membership); i++) {
+        const member_t *m = membership_at(self->membership, i);
+        peers += m->state == MEMBER_ALIVE || m->state == MEMBER_SUSPECT;
+    }
+    /* Nobody to tell, everything told, or out of time. */
+    return peers == 0 || membership_broadcasts_pending(self->membership) == 0 ||
            cluster_now_ms() >= self->leave_deadline;
 }
 

@@ -199,7 +199,7 @@ class AgentBasicTest(harness.AgentTestCase):
         agent = self.cluster.start_agent("node-s")
         agent.signal(signal.SIGTERM)
         self.assertEqual(agent.wait_exit(), 0, agent.log())
-        self.assertIn("SIGTERM received; shutting down", agent.log())
+        self.assertIn("SIGTERM received; leaving the fleet and shutting down", agent.log())
         # the data dir is released: the same node starts again on it
         again = self.cluster.start_agent("node-s", identity=agent.identity)
         again.signal(signal.SIGINT)
