@@ -1135,8 +1135,8 @@ static char *s_join(const char *dir, const char *name)
     if (n > PATH_MAX)
         return NULL;
     char *out = malloc(n);
-    if (out)
-        snprintf(out, n, "%s%s%s", dir, slash ? "" : "/", name);
+    if (out && snprintf(out, n, "%s%s%s", dir, slash ? "" : "/", name) >= (int) n)
+        out[n - 1] = '\0'; /* cannot happen: n was computed from the parts */
     return out;
 }
 

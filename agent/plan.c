@@ -235,12 +235,15 @@ static void s_warn(s_vctx_t *c, const char *path, const char *fmt, ...)
 
 static void s_path(char *buf, size_t size, const char *parent, const char *key)
 {
-    snprintf(buf, size, "%s%s%s", parent, *parent ? "." : "", key);
+    /* Field paths longer than the buffer are cut: they only name a field. */
+    if (snprintf(buf, size, "%s%s%s", parent, *parent ? "." : "", key) >= (int) size)
+        buf[size - 1] = '\0';
 }
 
 static void s_pathi(char *buf, size_t size, const char *parent, size_t i)
 {
-    snprintf(buf, size, "%s[%zu]", parent, i);
+    if (snprintf(buf, size, "%s[%zu]", parent, i) >= (int) size)
+        buf[size - 1] = '\0';
 }
 
 static const char *s_type_name(const json_t *v)
