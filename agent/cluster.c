@@ -32,6 +32,8 @@ struct _cluster_t {
     } handlers[HANDLERS_MAX];
     uint64_t persist_errors;
     uint64_t revocations_applied, revocations_refused;
+    void (*changed_fn)(void *arg);
+    void *changed_arg;
 };
 
 static void s_send_revocations_to(cluster_t *self, const char *address);
@@ -153,7 +155,10 @@ static void s_drain(cluster_t *self)
     store_t *store = agent_store(self->agent);
     store_batch_t *batch = NULL;
     membership_out_t out;
+    bool changed = false;
     while (membership_poll(self->membership, &out)) {
+        if (out.type == MOUT_CHANGED || out.type == MOUT_REMOVED)
+            changed = true;
         switch (out.type) {
         case MOUT_SEND: {
             uint8_t *data = NULL;
@@ -217,6 +222,14 @@ static void s_drain(cluster_t *self)
     }
     if (batch && store_batch_commit(&batch) != 0)
         self->persist_errors++;
+    if (changed && self->changed_fn)
+        self->changed_fn(self->changed_arg);
+}
+
+void cluster_on_members_changed(cluster_t *self, void (*fn)(void *arg), void *arg)
+{
+    self->changed_fn = fn;
+    self->changed_arg = arg;
 }
 
 /* ---- inputs ---- */

@@ -48,6 +48,10 @@ void cluster_reload(cluster_t *self);
 /* Registers fn for messages of wire type `type` (one handler per type). */
 int cluster_on_message(cluster_t *self, uint32_t type, cluster_handler_fn *fn, void *arg);
 
+/* fn is called after membership changed (a member added, removed or changed
+ * state or flags), once per batch of changes. One subscriber. */
+void cluster_on_members_changed(cluster_t *self, void (*fn)(void *arg), void *arg);
+
 /* Sends an encoded wire message to a member's address. */
 int cluster_send(cluster_t *self, const char *address, uint32_t type, const uint8_t *data,
                  size_t len);
