@@ -16,7 +16,9 @@
  * running one, nginx-style: a bad file changes nothing.
  */
 #include "agent.h"
+#include "api.h"
 #include "cluster.h"
+#include "engine.h"
 #include "gg_error.h"
 #include "gg_log.h"
 
@@ -56,7 +58,9 @@ struct _agent_t {
     bool stopping;
     int loop_error;
     cluster_t *cluster;
+    engine_t *engine;
     int leave_timer_id;
+    bool cluster_leaving;
 };
 
 /* ---- small helpers ---- */
@@ -305,44 +309,12 @@ static int s_get_metrics(void *arg, const http_request_t *req, http_response_t *
     return GG_OK;
 }
 
-static int s_get_status(void *arg, const http_request_t *req, http_response_t *resp)
-{
-    agent_t *self = arg;
-    (void) req;
-    json_t *body = json_pack("{s:{s:s,s:s,s:s,s:s},s:[],s:[]}", "node", "name", self->cfg.name,
-                             "id", self->node_id, "address", self->cfg.advertise, "version",
-                             GAGGLE_VERSION, "members", "plans");
-    if (!body)
-        return GG_ENOMEM;
-    return http_respond_json(resp, 200, body);
-}
-
-static int s_get_index(void *arg, const http_request_t *req, http_response_t *resp)
-{
-    agent_t *self = arg;
-    char page[2048];
-    (void) req;
-    /* Node names are [A-Za-z0-9._-] (cert_check_name): nothing to escape. */
-    int n = snprintf(page, sizeof page,
-                     "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
-                     "<title>gaggle: %s</title></head>\n<body>\n<h1>gaggle node %s</h1>\n"
-                     "<p>id <code>%s</code>, version %s</p>\n"
-                     "<p><a href=\"/v1/status\">status</a> &middot; "
-                     "<a href=\"/metrics\">metrics</a> &middot; "
-                     "<a href=\"/healthz\">health</a></p>\n</body>\n</html>\n",
-                     self->cfg.name, self->cfg.name, self->node_id, GAGGLE_VERSION);
-    if (n < 0 || (size_t) n >= sizeof page)
-        return GG_EINTERNAL;
-    return http_respond_text(resp, 200, "text/html; charset=utf-8", page, (size_t) n);
-}
-
 static int s_routes(agent_t *self)
 {
     int rc = 0;
     rc |= http_route(self->http, "GET", "/healthz", s_get_healthz, self);
     rc |= http_route(self->http, "GET", "/metrics", s_get_metrics, self);
-    rc |= http_route(self->http, "GET", "/v1/status", s_get_status, self);
-    rc |= http_route(self->http, "GET", "/", s_get_index, self);
+    /* /v1/status and the dashboard (/) are the plan API's (api.c). */
     return rc ? GG_EINTERNAL : GG_OK;
 }
 
@@ -363,6 +335,13 @@ static int s_on_leave_tick(zloop_t *loop, int timer_id, void *arg)
     agent_t *self = arg;
     (void) loop;
     (void) timer_id;
+    if (self->engine && !engine_leave_done(self->engine))
+        return 0;
+    if (self->engine && !self->cluster_leaving) {
+        /* Leases are handed back: now announce the leave. */
+        self->cluster_leaving = true;
+        cluster_leave(self->cluster);
+    }
     if (!cluster_leave_done(self->cluster))
         return 0;
     self->stopping = true;
@@ -392,7 +371,10 @@ static int s_on_signal(zloop_t *loop, zmq_pollitem_t *item, void *arg)
             gg_info("agent: %s received; leaving the fleet and shutting down",
                     info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
             if (self->cluster) {
-                cluster_leave(self->cluster);
+                if (self->engine)
+                    engine_leave(self->engine);
+                else
+                    cluster_leave(self->cluster);
                 self->leave_timer_id = zloop_timer(self->loop, 10, 0, s_on_leave_tick, self);
                 if (self->leave_timer_id >= 0)
                     break;
@@ -442,6 +424,8 @@ void agent_destroy(agent_t **self_p)
     if (!self_p || !*self_p)
         return;
     agent_t *self = *self_p;
+    http_stop(self->http);
+    engine_destroy(&self->engine);
     cluster_destroy(&self->cluster);
     http_destroy(&self->http);
     if (self->loop) {
@@ -556,6 +540,16 @@ int agent_start(agent_t *self, char *err, size_t errlen)
     self->cluster = cluster_new(self, err, errlen);
     if (!self->cluster) {
         rc = GG_ECONFIG;
+        goto out;
+    }
+    self->engine = engine_new(self, self->cluster, err, errlen);
+    if (!self->engine) {
+        rc = GG_ECONFIG;
+        goto out;
+    }
+    if (api_register(self, self->engine, self->cluster) != 0) {
+        rc = GG_EINTERNAL;
+        snprintf(err, errlen, "cannot register the plan API");
         goto out;
     }
 

@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +91,10 @@ typedef struct {
     bool term_sent;
     bool timed_out;
     bool cancelled;
+    bool abandoned; /* executor_abandon: no callback */
     void *tag;
+    executor_done_fn *on_done; /* the job's own callback or the executor's */
+    void *on_done_arg;
     char *pgid_path; /* NULL when not recorded */
     zmq_pollitem_t pid_item;
     zmq_pollitem_t out_item;
@@ -132,6 +136,8 @@ typedef struct {
     char *const *envp;
     const char *chdir_msg;
     const char *exec_msg;
+    const char *netns_msg;
+    bool new_netns;
     int max_fd;
     struct sigaction dfl;
     sigset_t none;
@@ -381,6 +387,8 @@ static void s_child(const child_args_t *a)
         for (int fd = 3; fd < a->max_fd; fd++)
             close(fd);
     }
+    if (a->new_netns && unshare(CLONE_NEWNET) != 0)
+        s_child_fail(a->netns_msg, errno);
     if (a->workdir && chdir(a->workdir) != 0)
         s_child_fail(a->chdir_msg, errno);
     execve(a->shell, a->argv, a->envp);
@@ -622,7 +630,7 @@ static int s_job_finish(job_t *job, int status, bool reaped)
              r.timed_out ? " timed out" : "", r.cancelled ? " cancelled" : "",
              (unsigned long long) r.duration_ms);
     s_rearm(e);
-    int rc = e->on_done(e->on_done_arg, job->id, &r);
+    int rc = job->abandoned ? 0 : job->on_done(job->on_done_arg, job->id, &r);
     s_job_free(job);
     return rc == -1 ? -1 : 0;
 }
@@ -956,6 +964,10 @@ static int s_validate_job(const executor_job_t *job)
         return GG_EINVAL;
     if (job->log_path && job->log_path[0] != '/' && !s_rel_path_ok(job->log_path))
         return GG_EINVAL;
+    if (job->new_netns && geteuid() != 0) {
+        gg_warn("executor: a sandbox with network: none needs root (a new network namespace)");
+        return GG_EPERM;
+    }
     return 0;
 }
 
@@ -1080,6 +1092,8 @@ int executor_start(executor_t *e, const executor_job_t *job, uint64_t *job_id_ou
     j->out_fd = -1;
     j->log_fd = -1;
     j->tag = job->tag;
+    j->on_done = job->on_done ? job->on_done : e->on_done;
+    j->on_done_arg = job->on_done ? job->on_done_arg : e->on_done_arg;
     j->tail = malloc(e->tail_cap + 1);
     if (!j->tail) {
         rc = GG_ENOMEM;
@@ -1116,6 +1130,8 @@ int executor_start(executor_t *e, const executor_job_t *job, uint64_t *job_id_ou
     ca.envp = envp;
     ca.chdir_msg = chdir_msg;
     ca.exec_msg = exec_msg;
+    ca.netns_msg = "gaggle: cannot create a network namespace (sandbox network: none): errno ";
+    ca.new_netns = job->new_netns;
     struct rlimit rl;
     ca.max_fd = (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
                  rl.rlim_cur < (rlim_t) INT_MAX)
@@ -1186,7 +1202,7 @@ spawned_fail:
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
 out:
-    if (rc != 0 && rc != GG_EINVAL && rc != GG_ETOOBIG)
+    if (rc != 0 && rc != GG_EINVAL && rc != GG_ETOOBIG && rc != GG_EPERM)
         e->stats.spawn_failed++;
     s_job_free(j);
     s_close(&log_fd);
@@ -1223,6 +1239,26 @@ int executor_cancel(executor_t *e, uint64_t job_id)
     s_terminate(job, s_now_ms());
     s_rearm(e);
     return 0;
+}
+
+int executor_abandon(executor_t *e, uint64_t job_id)
+{
+    if (!e)
+        return GG_EINVAL;
+    job_t *job = s_find(e, job_id);
+    if (!job)
+        return GG_ENOTFOUND;
+    job->abandoned = true;
+    job->cancelled = true;
+    job->tag = NULL;
+    s_terminate(job, s_now_ms());
+    s_rearm(e);
+    return 0;
+}
+
+unsigned executor_max_workers(const executor_t *e)
+{
+    return e ? e->max_workers : 0;
 }
 
 void executor_cancel_all(executor_t *e)

@@ -13,6 +13,11 @@
  * which do not inherit that, are killed at start-up from the group files the
  * executor keeps in `pgid_dir` while a step runs.
  *
+ * A job may bring its own completion callback (executor_job_t.on_done), so
+ * that several modules (the target runner, hooks) share one executor and its
+ * --workers cap. With `new_netns` the child enters a new network namespace
+ * (only a loopback interface, down) before exec: `sandbox: {network: none}`.
+ *
  * Caller's side: use it from the loop's thread only (PR_SET_PDEATHSIG follows
  * the thread that forked, so that thread must live as long as the steps);
  * never reap children with waitpid(-1) nor set SIGCHLD to SIG_IGN (a child
@@ -88,11 +93,15 @@ typedef struct {
     const char *workdir;       /* chdir there first; NULL: the agent's cwd */
     const executor_env_t *env; /* extra variables; they override allowlisted ones */
     size_t env_count;
-    uint64_t timeout_ms;    /* 0: no timeout */
-    const char *log_path;   /* appended to; relative to log_dir; NULL: log_dir/job-ID.log */
-    const void *stdin_data; /* NULL: stdin is /dev/null */
-    size_t stdin_len;       /* at most EXECUTOR_STDIN_MAX */
-    void *tag;              /* handed back in the result */
+    uint64_t timeout_ms;       /* 0: no timeout */
+    const char *log_path;      /* appended to; relative to log_dir; NULL: log_dir/job-ID.log */
+    const void *stdin_data;    /* NULL: stdin is /dev/null */
+    size_t stdin_len;          /* at most EXECUTOR_STDIN_MAX */
+    void *tag;                 /* handed back in the result */
+    executor_done_fn *on_done; /* this job's callback; NULL: the executor's on_done */
+    void *on_done_arg;         /* its argument (with on_done) */
+    bool new_netns;            /* run in a fresh network namespace (sandbox network: none):
+                                  root only, else executor_start returns GG_EPERM */
 } executor_job_t;
 
 /* Counters since executor_new; every started job ends in exactly one of
@@ -121,17 +130,28 @@ void executor_destroy(executor_t **e);
 /* Spawns a job. Returns 0 and sets *job_id_out (> 0), GG_EBUSY when
  * max_workers jobs are running (queue and retry after a completion),
  * GG_EINVAL for a bad job (empty command, bad env name, ".." in a relative
- * log path), GG_ETOOBIG over a bound, GG_EIO when the log file cannot be
- * opened, GG_ENOMEM, or GG_EINTERNAL when fork/pipe fail. A failure to chdir
+ * log path), GG_EPERM for new_netns when not root, GG_ETOOBIG over a bound,
+ * GG_EIO when the log file cannot be opened, GG_ENOMEM, or GG_EINTERNAL when
+ * fork/pipe fail. A failure to enter the namespace, chdir
  * or exec is reported by the child: exit code 127 and a line in the tail. */
 int executor_start(executor_t *e, const executor_job_t *job, uint64_t *job_id_out) GG_MUST_CHECK;
 
 /* Number of jobs running. */
 unsigned executor_running(const executor_t *e);
 
+/* The concurrency cap (max_workers): executor_start returns GG_EBUSY while
+ * executor_running() equals it. */
+unsigned executor_max_workers(const executor_t *e);
+
 /* Ends a job: SIGTERM to its group now, SIGKILL after the grace. The callback
  * follows when it has exited, with cancelled set. Returns 0 or GG_ENOTFOUND. */
 int executor_cancel(executor_t *e, uint64_t job_id);
+
+/* Ends a job like executor_cancel, but no callback will follow: for a caller
+ * that forgets the job at once (its tag and callback argument may be freed
+ * right after this returns). The job still counts as killed in the stats.
+ * Returns 0 or GG_ENOTFOUND. */
+int executor_abandon(executor_t *e, uint64_t job_id);
 
 /* executor_cancel for every running job. */
 void executor_cancel_all(executor_t *e);

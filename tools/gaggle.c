@@ -13,6 +13,7 @@
 #include "cmd_cert.h"
 #include "cmd_keygen.h"
 #include "cmd_members.h"
+#include "cmd_ops.h"
 #include "cmd_plan.h"
 
 #include <curl/curl.h>
@@ -33,13 +34,23 @@ static int s_cmd_status(int argc, char **argv);
 static int s_cmd_version(int argc, char **argv);
 
 static const s_command_t s_commands[] = {
+    {"approve", cmd_approve, "approve a plan's gated targets (operator-signed)", cmd_approve_usage},
+    {"audit", cmd_audit, "every signed command the fleet has accepted", cmd_audit_usage},
     {"cert", cmd_cert, "revoke a node certificate fleet-wide (operator-signed)", cmd_cert_usage},
+    {"drain", cmd_drain, "stop a node taking new targets (operator-signed)", cmd_drain_usage},
+    {"force-leave", cmd_force_leave, "declare a dead node gone for good (operator-signed)",
+     cmd_force_leave_usage},
     {"keygen", s_cmd_keygen, "make operator key pairs and signed node certificates", NULL},
+    {"logs", cmd_logs, "a target's step output, from whichever node ran it", cmd_logs_usage},
     {"members", cmd_members, "every member of the fleet and its state", cmd_members_usage},
-    {"plan", cmd_plan, "validate a migration plan, or sign and apply it", cmd_plan_usage},
-    {"status", s_cmd_status, "this node at a glance: name, id, members, plans",
+    {"plan", cmd_plan, "validate, apply, list, show, watch and steer migration plans",
+     cmd_plan_usage},
+    {"report", cmd_report, "a plan's migration report (Markdown or JSON)", cmd_report_usage},
+    {"status", s_cmd_status, "one screen: this node, members, plans, what needs a human",
      "usage: gaggle status [--addr IP:PORT] [--json]\n\n"
-     "Shows the local agent's node name and id and counts its members and plans.\n"
+     "Shows the local agent's node name and id, the members and their states, every\n"
+     "plan with its progress, and what needs a human: paused plans and targets that\n"
+     "failed, need review or await approval.\n"
      "--json prints the agent's /v1/status answer as is.\n"},
     {"version", s_cmd_version, "print the CLI's version", "usage: gaggle version [--json]\n"},
     {"help", s_cmd_help, "list the commands, or show one command's usage",
@@ -64,7 +75,7 @@ static void s_usage(FILE *out)
             "%s).\n\ncommands:\n",
             CLI_DEFAULT_ADDR);
     for (size_t i = 0; i < S_COMMAND_COUNT; i++)
-        fprintf(out, "  %-10s %s\n", s_commands[i].name, s_commands[i].help);
+        fprintf(out, "  %-12s %s\n", s_commands[i].name, s_commands[i].help);
     fprintf(out, "\nglobal flags (also accepted after the command):\n"
                  "  --addr IP:PORT   the agent's HTTP address\n"
                  "  --json           machine-readable output\n"
@@ -138,6 +149,107 @@ static int s_cmd_version(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+#define S_STATUS_MEMBERS 20 /* members listed by name on the status screen */
+#define S_STATUS_PLANS   20
+#define S_STATUS_HUMAN   20
+
+static const char *s_str(const json_t *o, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : dflt;
+}
+
+static void s_status_members(const json_t *members)
+{
+    static const char *const states[] = {"alive", "suspect", "dead", "left"};
+    size_t n[4] = {0}, i;
+    const json_t *m;
+    json_array_foreach(members, i, m)
+    {
+        const char *st = s_str(m, "state", "");
+        for (size_t k = 0; k < 4; k++)
+            if (!strcmp(st, states[k]))
+                n[k]++;
+    }
+    printf("members  %zu", json_array_size(members));
+    const char *sep = " (";
+    for (size_t k = 0; k < 4; k++)
+        if (n[k]) {
+            printf("%s%zu %s", sep, n[k], states[k]);
+            sep = ", ";
+        }
+    printf("%s\n", json_array_size(members) ? ")" : "");
+    json_array_foreach(members, i, m)
+    {
+        if (i >= S_STATUS_MEMBERS) {
+            printf("  ... and %zu more (gaggle members)\n", json_array_size(members) - i);
+            break;
+        }
+        printf("  %-24s %-8s %s%s%s\n", s_str(m, "name", "?"), s_str(m, "state", "?"),
+               s_str(m, "address", "?"),
+               json_is_true(json_object_get(m, "self")) ? "  (this node)" : "",
+               json_is_true(json_object_get(m, "draining")) ? "  draining" : "");
+    }
+}
+
+static void s_status_plans(const json_t *plans)
+{
+    size_t i;
+    const json_t *p;
+    printf("plans    %zu\n", json_array_size(plans));
+    json_array_foreach(plans, i, p)
+    {
+        if (i >= S_STATUS_PLANS) {
+            printf("  ... and %zu more (gaggle plan list)\n", json_array_size(plans) - i);
+            break;
+        }
+        const json_t *counts = json_object_get(p, "counts");
+        uint64_t total = (uint64_t) json_integer_value(json_object_get(p, "total"));
+        uint64_t done = cmd_ops_done(counts);
+        char bar[40], text[512];
+        cmd_ops_bar(bar, sizeof bar, done, total, 20);
+        cmd_ops_counts_text(counts, text, sizeof text);
+        printf("  %-24s %-10s %s %3d%%  %llu/%llu  %s\n", s_str(p, "name", "?"),
+               s_str(p, "state", "?"), bar, total ? (int) (done * 100 / total) : 100,
+               (unsigned long long) done, (unsigned long long) total, text);
+    }
+}
+
+/* Paused plans, then the targets the agent listed (bounded by the agent). */
+static void s_status_human(const json_t *plans, const json_t *needs, json_int_t needs_total)
+{
+    size_t i, paused = 0, listed = json_array_size(needs);
+    const json_t *p, *t;
+    json_array_foreach(plans, i, p)
+    {
+        if (!strcmp(s_str(p, "state", ""), "paused"))
+            paused++;
+    }
+    if (!paused && needs_total <= 0 && listed == 0) {
+        printf("needs a human: nothing\n");
+        return;
+    }
+    printf("needs a human:\n");
+    json_array_foreach(plans, i, p)
+    {
+        if (strcmp(s_str(p, "state", ""), "paused"))
+            continue;
+        const char *reason = s_str(p, "paused_reason", NULL);
+        printf("  plan %s is paused%s%s (gaggle plan resume %.12s)\n", s_str(p, "name", "?"),
+               reason ? " by " : "", reason ? reason : "", s_str(p, "id", "?"));
+    }
+    if (listed > S_STATUS_HUMAN)
+        listed = S_STATUS_HUMAN;
+    for (i = 0; i < listed; i++) {
+        t = json_array_get(needs, i);
+        printf("  %-20s %-40s %-17s %s\n", s_str(t, "plan", "?"), s_str(t, "ref", "?"),
+               s_str(t, "state", "?"), s_str(t, "error", ""));
+    }
+    if (needs_total > (json_int_t) listed)
+        printf("  ... and %lld more (gaggle plan show ID)\n",
+               (long long) (needs_total - (json_int_t) listed));
+}
+
 static int s_cmd_status(int argc, char **argv)
 {
     json_t *body = NULL;
@@ -157,6 +269,7 @@ static int s_cmd_status(int argc, char **argv)
     const char *address = json_string_value(json_object_get(node, "address"));
     json_t *members = json_object_get(body, "members");
     json_t *plans = json_object_get(body, "plans");
+    json_t *needs = json_object_get(body, "needs_human");
     if (!name || !id || !json_is_array(members) || !json_is_array(plans)) {
         cli_fail("the agent at %s sent a status without node name, id, members or plans",
                  cli_options()->addr);
@@ -167,8 +280,11 @@ static int s_cmd_status(int argc, char **argv)
     printf("id       %s\n", id);
     if (address)
         printf("address  %s\n", address);
-    printf("members  %zu\n", json_array_size(members));
-    printf("plans    %zu\n", json_array_size(plans));
+    s_status_members(members);
+    s_status_plans(plans);
+    s_status_human(plans, json_is_array(needs) ? needs : NULL,
+                   json_integer_value(json_object_get(body, "needs_human_total")));
+    rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 out:
     json_decref(body);
     return rc;

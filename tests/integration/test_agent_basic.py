@@ -43,7 +43,8 @@ class AgentBasicTest(harness.AgentTestCase):
         doc = agent.get_json("/v1/status")
         self.assertEqual(doc["node"]["name"], "node-a")
         self.assertRegex(doc["node"]["id"], r"^[0-9a-f]{64}$")
-        self.assertEqual(doc["members"], [])
+        # A lone agent lists itself, alive.
+        self.assertEqual([(m["name"], m["state"]) for m in doc["members"]], [("node-a", "alive")])
         self.assertEqual(doc["plans"], [])
 
         status, headers, body = agent.get("/")
@@ -277,13 +278,13 @@ class AgentBasicTest(harness.AgentTestCase):
         code, out, err = harness.gaggle("--addr", agent.http_addr, "status")
         self.assertEqual(code, 0, err)
         self.assertRegex(out, r"node\s+node-c\n")
-        self.assertRegex(out, r"members\s+0\n")
+        self.assertRegex(out, r"members\s+1 \(1 alive\)\n")
         # global flags after the command, and the address from the environment
         code, out, err = harness.gaggle("status", "--json", env={"GAGGLE_ADDR": agent.http_addr})
         self.assertEqual(code, 0, err)
         doc = json.loads(out)
         self.assertEqual(doc["node"]["name"], "node-c")
-        self.assertEqual(doc["members"], [])
+        self.assertEqual([m["name"] for m in doc["members"]], ["node-c"])
 
         code, out, err = harness.gaggle("--addr", "127.0.0.1:1", "status")
         self.assertEqual(code, 1)

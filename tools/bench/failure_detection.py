@@ -115,7 +115,16 @@ def main():
         g.append(t)
         print(f"run {r + 1}: gaggle {t:.2f} s", flush=True)
         if not args.skip_serf and shutil.which("serf"):
-            t, _ = serf_round(args.nodes)
+            # Serf also binds UDP on its port, which free_port() cannot vouch
+            # for: a round whose cluster never forms is started again.
+            for tries in range(3):
+                try:
+                    t, _ = serf_round(args.nodes)
+                    break
+                except harness.WaitTimeout as e:
+                    print(f"run {r + 1}: serf did not form ({e}); starting it again", flush=True)
+            else:
+                raise SystemExit("serf never formed a cluster")
             s.append(t)
             print(f"run {r + 1}: serf   {t:.2f} s", flush=True)
     gm = statistics.median(g)

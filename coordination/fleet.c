@@ -1,0 +1,2807 @@
+/*
+ * fleet.c: ownership, leases and progress replication as a pure state
+ * machine (see fleet.h for the contract, DESIGN.md §3-5 for the why).
+ *
+ * Design notes
+ * ------------
+ * Ownership. owner(target) = rendezvous_owner over the seeds of the members
+ * that are live and not draining, sorted by id, with the target's key. It is
+ * cached per target in two bitmaps (known, self) that are cleared whenever
+ * the checksum of that sorted id list changes, and computed lazily by the
+ * claim scan.
+ *
+ * Claim scan. Each plan has two passes, each with its cursor: a takeover
+ * pass over held targets (a dead or silent holder's targets come before new
+ * ones) and a pass over pending targets. Events that can create a claim
+ * opportunity for this node wake the plan: a member set change, a lease
+ * that may have expired, a record that became pending or lost its live
+ * holder (these owe a takeover pass), more capacity, a freed share of
+ * max_parallel, the canary completing, an approval, a resume. fleet_tick
+ * spends at most FLEET_SCAN_BUDGET work units per call; a pending pass that
+ * went through the whole range marks the plan `exhausted`, so that capacity
+ * alone does not restart futile passes. A pass that hits a limit (capacity,
+ * share, rate, the fleet-wide max_parallel) is abandoned and restarted by
+ * the event that lifts the limit. fleet_next_deadline says "now" while any
+ * pass can progress.
+ *
+ * Target life as seen by one node X (records merge by progress_merge):
+ *
+ *   pending --X claims (owner, synced, limits)--> running@e+1 held by X  FOUT_RUN
+ *   running/retry_wait held by H, lease not live for X, X owner
+ *           --X takes over--> running@e+1 (retry_wait: attempt+1, or failed
+ *                             when attempts are exhausted)
+ *   running held by X --outcome (fleet_record_local at e)--> any state
+ *   held by X, record superseded by epoch > e (or generation)  FOUT_ABORT FENCED
+ *   held by X, same epoch, other holder wins the merge         FOUT_ABORT CONFLICT
+ *   held by X, plan cancelled    --> cancelled@e               FOUT_ABORT CANCELLED
+ *   held by X, fleet_leave (or waiting to retry on a draining X)
+ *                                --> pending@e+1, no holder    FOUT_ABORT LEAVING
+ *   held by X after a restart (restored, not run by this instance), once
+ *   synced --> running@e+1 (re-claim), cancelled (plan cancelled) or
+ *   pending@e+1 (plan paused, X draining).
+ *
+ *   transition        | performed by
+ *   ------------------+------------------------------------------------
+ *   claim, takeover   | s_scan -> s_consider -> s_claim
+ *   re-claim          | s_reclaim -> s_claim
+ *   outcome, operator | fleet_record_local
+ *   fence, conflict   | s_merge_in (a record from a peer)
+ *   cancel            | fleet_set_plan_control -> s_cancel_held
+ *   hand back         | fleet_leave, s_drain_waiting and fleet_record_local
+ *                     | (draining), s_reclaim (paused plan) -> s_handback
+ *
+ * A lease (a record held by H, running or retry_wait) is live for X while H
+ * is live in X's view and X heard from H within lease_ttl + lease_margin
+ * (any fleet message from H counts; holders send LEASE every lease_ttl/3).
+ * When a member appears live, its clock starts at that moment, so a node
+ * never takes over a lease it had no chance to hear being renewed.
+ *
+ * Change feed. Every item (a target's record or an accepted document) sits
+ * once in a doubly linked list ordered by `seq`, the local sequence number
+ * of its latest change; a change moves it to the tail. A pull "items after
+ * since" walks back from the tail (or starts at the head, or at the item
+ * that ended the previous page: a small cache of recent page ends makes
+ * paging O(page)). Per target this costs seq (8) + links (8) bytes; with
+ * the key (8) a target costs sizeof(progress_rec_t) + 24 bytes plus 6 bits
+ * in bitmaps.
+ *
+ * Sync. A node is synced after one complete pull chain (pages until
+ * more=false) from any peer, or after lease_ttl with no live peer. A plan
+ * added later is claimable once a pull chain that started after it was
+ * added has completed (or no peer is live), so a node never claims from a
+ * partial copy of a plan's records.
+ *
+ * Wire format (bodies of the envelope, wire.h; every field is type- and
+ * length-checked; "item" is {"p": bin32 plan id, "i": uint index < 2^20,
+ * "r": record (progress_pack)}; arrays hold at most FLEET_MAX_FEED_ITEMS):
+ *
+ *   type          | body
+ *   --------------+-------------------------------------------------------
+ *   WIRE_PROGRESS | {"hop": uint, "items": [item]}   pushed changes
+ *   WIRE_DIGEST   | {"k": 0, "f": feed id, "s": since, "q": request id}  pull
+ *   WIRE_DIGEST   | {"k": 1, "f": feed id, "n": next, "m": bool more,
+ *                 |  "q": request id, "items": [item],
+ *                 |  "docs": [{"id": bin32, "kind": uint, "size": uint}]}  feed
+ *   WIRE_LEASE    | {"seq": uint}                      heartbeat
+ *   WIRE_PLAN     | {"k": 0, "id": bin32, "kind": uint, "size": uint}  announce
+ *   WIRE_PLAN     | {"k": 1, "id": bin32, "off": uint}                 chunk get
+ *   WIRE_PLAN     | {"k": 2, "id": bin32, "off": uint, "total": uint,
+ *                 |  "data": bin <= FLEET_CHUNK_BYTES}                 chunk
+ *
+ * A pull names the feed id the puller knows; when it is not the server's
+ * current one (the server restarted) the server serves from 0. Messages are
+ * sized by bytes (S_BATCH_BYTES) as well as by item count.
+ */
+#include "fleet.h"
+
+#include "gg_error.h"
+#include "rendezvous.h"
+#include "rng.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define S_NONE            UINT32_MAX
+#define S_NEVER           UINT64_MAX
+#define S_DOC_BIT         0x80000000u
+#define S_PLAN_SHIFT      20
+#define S_INDEX_MASK      ((1u << S_PLAN_SHIFT) - 1u)
+#define S_OWNER_COST_DIV  32u /* an ownership computation costs members/32 work units */
+#define S_MAX_HOPS        16u
+#define S_MAX_FANOUT      64u
+#define S_MAX_ORPHANS     16384u /* records of unknown plans kept */
+#define S_MAX_PUSH_QUEUE  65536u
+#define S_PUSH_MSGS       8u /* PROGRESS messages per push round */
+#define S_OUT_CAP_MAX     65536u
+#define S_BATCH_BYTES     (WIRE_MAX_MESSAGE - 4096u)
+#define S_ITEM_BYTES      192u /* an item without its error text, generously */
+#define S_DOC_ITEM_BYTES  64u
+#define S_FETCH_WINDOW    4u
+#define S_MAX_FETCHES     4u
+#define S_MAX_FETCH_BYTES (2ull * FLEET_MAX_DOC_BYTES) /* assembled in memory at once */
+#define S_MAX_WANTED      256u
+#define S_MAX_SOURCES     8u
+#define S_FETCH_TRIES     10u /* silent timeouts before a fetch is abandoned */
+#define S_CURSOR_CACHE    16u
+
+_Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
+_Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
+_Static_assert(FLEET_ID_LEN == PROGRESS_ID_LEN && FLEET_ID_LEN == WIRE_ID_LEN, "one id size");
+
+/* Per-target flags, one bitmap each. */
+enum {
+    S_BIT_GATED = 0,
+    S_BIT_APPROVED,
+    S_BIT_MINE,      /* held by self and run (or waited on) by this instance */
+    S_BIT_OWN_KNOWN, /* S_BIT_OWN_SELF is valid for the current member set */
+    S_BIT_OWN_SELF,
+    S_BIT_QUEUED, /* in the push queue */
+    S_BITS
+};
+
+enum { S_FRESH = 0, S_TAKEOVER, S_RECLAIM };
+/* S_DOC_LOST: assembled but not handed over (output queue full): fetched
+ * again when heard of. */
+enum { S_DOC_HAVE = 1, S_DOC_VERIFYING, S_DOC_REJECTED, S_DOC_LOST };
+
+typedef struct {
+    progress_rec_t rec;
+    uint64_t key;        /* rendezvous key */
+    uint64_t seq;        /* feed position of its latest change; 0: never changed */
+    uint32_t prev, next; /* feed list */
+} s_target_t;
+
+typedef struct {
+    uint8_t id[FLEET_ID_LEN];
+    uint32_t slot;
+    uint32_t n;
+    s_target_t *t;
+    uint64_t *bits; /* S_BITS bitmaps of `words` words */
+    uint32_t words;
+    fleet_rollout_t ro;
+    fleet_plan_control_t control;
+    uint32_t counts[TARGET_STATE_COUNT]; /* stored states */
+    uint32_t gated_waiting;              /* pending, gated, not approved */
+    uint32_t running_self;               /* running and held by self */
+    uint32_t canary_n, canary_ok, canary_bad;
+    bool st_completed, st_auto_paused; /* last reported state */
+    uint64_t ready_chain;              /* claimable once this pull chain completed */
+    uint32_t cursor, scan_left;        /* pass over pending targets */
+    uint32_t take_cursor, take_left;   /* pass over held targets (takeovers) */
+    bool take_owed;                    /* a takeover pass has to complete */
+    bool exhausted;                    /* the last complete pass found nothing to take */
+    double tokens;                     /* rate limit bucket */
+    uint64_t tokens_at;
+} s_plan_t;
+
+typedef struct {
+    uint8_t id[FLEET_ID_LEN];
+    uint8_t kind;
+    uint8_t state;
+    uint64_t size;
+    uint64_t seq;
+    uint32_t prev, next;
+} s_doc_t;
+
+typedef struct {
+    bool active;
+    uint8_t id[FLEET_ID_LEN];
+    uint8_t kind;
+    uint64_t size;
+    uint8_t *buf;
+    uint8_t *chunk; /* per chunk: 0 missing, 1 requested, 2 received */
+    uint32_t n_chunks, n_received;
+    uint8_t sources[S_MAX_SOURCES][FLEET_ID_LEN];
+    uint32_t n_sources, source, tries;
+    uint64_t progress_at;
+} s_fetch_t;
+
+typedef struct {
+    uint8_t id[FLEET_ID_LEN];
+    uint8_t kind;
+    uint64_t size;
+    uint8_t source[FLEET_ID_LEN];
+} s_wanted_t;
+
+typedef struct {
+    fleet_member_t pub;
+    uint32_t orig; /* index in the list given to fleet_set_members */
+    uint64_t seed;
+    uint64_t last_heard;
+    uint64_t feed_id, feed_next; /* pull cursor into its feed */
+} s_member_t;
+
+typedef struct {
+    uint8_t plan[FLEET_ID_LEN];
+    uint32_t index;
+    bool restored;
+    progress_rec_t rec;
+} s_orphan_t;
+
+typedef struct {
+    uint32_t ref;
+    uint8_t hop;
+} s_push_t;
+
+/* Open addressing table of u32 values (slot = value + 1; 0 is empty). */
+typedef struct {
+    uint32_t *slot;
+    uint32_t mask, n;
+} s_index_t;
+
+struct _fleet_t {
+    fleet_config_t cfg;
+    uint8_t self[FLEET_ID_LEN];
+    char self_address[FLEET_ADDRESS_MAX + 1];
+    rng_t rng;
+    fleet_stats_t stats;
+
+    /* change feed */
+    uint64_t feed_id, seq;
+    uint32_t feed_head, feed_tail;
+    struct {
+        uint64_t seq;
+        uint32_t ref;
+    } cc[S_CURSOR_CACHE];
+    uint32_t cc_next;
+
+    /* membership view */
+    s_member_t *mem;
+    uint32_t n_mem;
+    s_index_t mem_ix;
+    uint32_t *live_peers; /* indices into mem: live, not self, with an address */
+    uint32_t n_live_peers;
+    uint64_t *own_seeds; /* live non-draining members sorted by id */
+    uint32_t *own_orig;  /* their index in the caller's list */
+    uint32_t n_own;
+    int32_t self_rank; /* self's position in the owner list, -1 when absent */
+    uint64_t own_sum;  /* checksum of the owner list */
+    uint64_t live_sum; /* checksum of the set of live members */
+
+    /* plans and targets */
+    s_plan_t *plans[FLEET_MAX_PLANS];
+    uint32_t n_plans;
+    s_index_t plan_ix;
+    uint32_t scan_plan;
+    uint32_t *held; /* refs held by self (running or retry_wait) */
+    uint32_t n_held, held_cap;
+    uint32_t n_restored; /* held by self but not MINE */
+    s_orphan_t *orphans;
+    uint32_t n_orphans;
+    s_index_t orphan_ix;
+    bool orphans_lost;
+
+    /* documents */
+    s_doc_t *docs;
+    uint32_t n_docs, docs_cap;
+    s_index_t doc_ix;
+    s_fetch_t fetch[S_MAX_FETCHES];
+    s_wanted_t *wanted;
+    uint32_t n_wanted;
+    fleet_doc_reader_fn *reader;
+    void *reader_arg;
+
+    /* push queue (ring) */
+    s_push_t *pq;
+    uint32_t pq_head, pq_n, pq_cap;
+
+    /* outputs (ring) */
+    fleet_out_t *out;
+    uint32_t out_head, out_n, out_cap;
+
+    uint32_t capacity;
+    bool synced, leaving;
+    bool draining;        /* self is draining in its own view */
+    uint64_t alone_since; /* S_NEVER while a peer is live */
+    bool pull_out, pull_soon;
+    uint8_t pull_peer[FLEET_ID_LEN];
+    uint64_t pull_rid, pull_at, pull_deadline;
+    uint64_t chain_started, chain_cur, chain_done;
+    uint64_t push_at, hb_at, hb_seq;
+    uint64_t lease_wake, token_wake;
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                      */
+
+static const uint8_t s_zero_id[FLEET_ID_LEN];
+
+static bool s_is_self(const fleet_t *f, const uint8_t *id)
+{
+    return memcmp(id, f->self, FLEET_ID_LEN) == 0;
+}
+
+static bool s_held_state(uint8_t state)
+{
+    return state == TARGET_RUNNING || state == TARGET_RETRY_WAIT;
+}
+
+static bool s_held_by_self(const fleet_t *f, const progress_rec_t *r)
+{
+    return s_held_state(r->state) && s_is_self(f, r->holder);
+}
+
+static uint64_t s_id_hash(const uint8_t *id)
+{
+    uint64_t v;
+    memcpy(&v, id, sizeof v);
+    return rng_mix64(v);
+}
+
+static uint64_t s_min(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static uint32_t s_ref(uint32_t slot, uint32_t index)
+{
+    return (slot << S_PLAN_SHIFT) | index;
+}
+
+static bool s_bit(const s_plan_t *p, int b, uint32_t i)
+{
+    return (p->bits[(size_t) b * p->words + i / 64] >> (i % 64)) & 1u;
+}
+
+static void s_bit_put(s_plan_t *p, int b, uint32_t i, bool v)
+{
+    uint64_t *w = &p->bits[(size_t) b * p->words + i / 64];
+    if (v)
+        *w |= 1ull << (i % 64);
+    else
+        *w &= ~(1ull << (i % 64));
+}
+
+static void s_pack_key(msgpack_packer *pk, const char *key)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+}
+
+/* ------------------------------------------------------------------ */
+/* index tables                                                       */
+
+typedef bool(s_eq_fn)(const fleet_t *f, uint32_t v, const void *key);
+typedef uint64_t(s_hash_fn)(const fleet_t *f, uint32_t v);
+
+static uint32_t s_ix_find(const fleet_t *f, const s_index_t *ix, uint64_t h, s_eq_fn *eq,
+                          const void *key)
+{
+    if (!ix->slot)
+        return S_NONE;
+    for (uint32_t i = (uint32_t) h & ix->mask;; i = (i + 1) & ix->mask) {
+        uint32_t s = ix->slot[i];
+        if (s == 0)
+            return S_NONE;
+        if (eq(f, s - 1, key))
+            return s - 1;
+    }
+}
+
+static void s_ix_raw_put(s_index_t *ix, uint64_t h, uint32_t v)
+{
+    uint32_t i = (uint32_t) h & ix->mask;
+    while (ix->slot[i] != 0)
+        i = (i + 1) & ix->mask;
+    ix->slot[i] = v + 1;
+    ix->n++;
+}
+
+/* Inserts v (absent) under hash h, growing the table (load <= 1/2). */
+static int s_ix_put(const fleet_t *f, s_index_t *ix, uint64_t h, uint32_t v, s_hash_fn *hash)
+{
+    if (!ix->slot || (ix->n + 1) * 2 > ix->mask + 1) {
+        uint32_t cap = ix->slot ? (ix->mask + 1) * 2 : 64;
+        uint32_t *ns = calloc(cap, sizeof *ns);
+        if (!ns)
+            return GG_ENOMEM;
+        s_index_t nx = {ns, cap - 1, 0};
+        if (ix->slot)
+            for (uint32_t i = 0; i <= ix->mask; i++)
+                if (ix->slot[i])
+                    s_ix_raw_put(&nx, hash(f, ix->slot[i] - 1), ix->slot[i] - 1);
+        free(ix->slot);
+        *ix = nx;
+    }
+    s_ix_raw_put(ix, h, v);
+    return 0;
+}
+
+static void s_ix_free(s_index_t *ix)
+{
+    free(ix->slot);
+    memset(ix, 0, sizeof *ix);
+}
+
+static size_t s_ix_bytes(const s_index_t *ix)
+{
+    return ix->slot ? ((size_t) ix->mask + 1) * sizeof *ix->slot : 0;
+}
+
+static bool s_member_eq(const fleet_t *f, uint32_t v, const void *key)
+{
+    return memcmp(f->mem[v].pub.id, key, FLEET_ID_LEN) == 0;
+}
+
+static uint64_t s_member_hash(const fleet_t *f, uint32_t v)
+{
+    return s_id_hash(f->mem[v].pub.id);
+}
+
+static bool s_plan_eq(const fleet_t *f, uint32_t v, const void *key)
+{
+    return memcmp(f->plans[v]->id, key, FLEET_ID_LEN) == 0;
+}
+
+static uint64_t s_plan_hash(const fleet_t *f, uint32_t v)
+{
+    return s_id_hash(f->plans[v]->id);
+}
+
+static bool s_doc_eq(const fleet_t *f, uint32_t v, const void *key)
+{
+    return memcmp(f->docs[v].id, key, FLEET_ID_LEN) == 0;
+}
+
+static uint64_t s_doc_hash(const fleet_t *f, uint32_t v)
+{
+    return s_id_hash(f->docs[v].id);
+}
+
+typedef struct {
+    const uint8_t *plan;
+    uint32_t index;
+} s_orphan_key_t;
+
+static uint64_t s_orphan_hash_of(const uint8_t *plan, uint32_t index)
+{
+    return rng_mix64(s_id_hash(plan) ^ ((uint64_t) index * 0x9E3779B97F4A7C15ull));
+}
+
+static bool s_orphan_eq(const fleet_t *f, uint32_t v, const void *key)
+{
+    const s_orphan_key_t *k = key;
+    return f->orphans[v].index == k->index &&
+           memcmp(f->orphans[v].plan, k->plan, FLEET_ID_LEN) == 0;
+}
+
+static uint64_t s_orphan_hash(const fleet_t *f, uint32_t v)
+{
+    return s_orphan_hash_of(f->orphans[v].plan, f->orphans[v].index);
+}
+
+static s_member_t *s_member(const fleet_t *f, const uint8_t *id)
+{
+    uint32_t v = s_ix_find(f, &f->mem_ix, s_id_hash(id), s_member_eq, id);
+    return v == S_NONE ? NULL : &f->mem[v];
+}
+
+static s_plan_t *s_plan(const fleet_t *f, const uint8_t *id)
+{
+    if (!id)
+        return NULL;
+    uint32_t v = s_ix_find(f, &f->plan_ix, s_id_hash(id), s_plan_eq, id);
+    return v == S_NONE ? NULL : f->plans[v];
+}
+
+static s_doc_t *s_doc(const fleet_t *f, const uint8_t *id)
+{
+    uint32_t v = s_ix_find(f, &f->doc_ix, s_id_hash(id), s_doc_eq, id);
+    return v == S_NONE ? NULL : &f->docs[v];
+}
+
+/* ------------------------------------------------------------------ */
+/* outputs                                                            */
+
+static fleet_out_t *s_out(fleet_t *f, fleet_out_type_t type)
+{
+    if (f->out_n == f->out_cap) {
+        if (f->out_cap >= S_OUT_CAP_MAX) {
+            f->stats.outputs_dropped++;
+            return NULL;
+        }
+        uint32_t cap = f->out_cap ? f->out_cap * 2 : 64;
+        fleet_out_t *no = malloc((size_t) cap * sizeof *no);
+        if (!no) {
+            f->stats.outputs_dropped++;
+            return NULL;
+        }
+        for (uint32_t i = 0; i < f->out_n; i++)
+            no[i] = f->out[(f->out_head + i) % f->out_cap];
+        free(f->out);
+        f->out = no;
+        f->out_cap = cap;
+        f->out_head = 0;
+    }
+    fleet_out_t *o = &f->out[(f->out_head + f->out_n) % f->out_cap];
+    f->out_n++;
+    memset(o, 0, sizeof *o);
+    o->type = type;
+    return o;
+}
+
+/* Room for n more outputs: claims are made only when their FOUT_RECORD and
+ * FOUT_RUN fit, so that a claim is never made without its run. */
+static bool s_out_room(const fleet_t *f, uint32_t n)
+{
+    return f->out_n + n <= S_OUT_CAP_MAX;
+}
+
+static void s_emit_target(fleet_t *f, fleet_out_type_t type, const s_plan_t *p, uint32_t i,
+                          fleet_abort_reason_t reason)
+{
+    fleet_out_t *o = s_out(f, type);
+    if (!o)
+        return;
+    memcpy(o->plan_id, p->id, FLEET_ID_LEN);
+    o->index = i;
+    o->rec = p->t[i].rec;
+    o->reason = reason;
+}
+
+/* Queues a copy of data for address. */
+static void s_emit_send(fleet_t *f, const char *address, uint32_t wire_type, const uint8_t *data,
+                        size_t len)
+{
+    if (!address || !address[0] || len == 0)
+        return;
+    uint8_t *copy = malloc(len);
+    if (!copy) {
+        f->stats.outputs_dropped++;
+        return;
+    }
+    fleet_out_t *o = s_out(f, FOUT_SEND);
+    if (!o) {
+        free(copy);
+        return;
+    }
+    memcpy(copy, data, len);
+    snprintf(o->address, sizeof o->address, "%s", address);
+    o->wire_type = wire_type;
+    o->data = copy;
+    o->len = len;
+}
+
+/* ------------------------------------------------------------------ */
+/* change feed                                                        */
+
+typedef struct {
+    uint64_t *seq;
+    uint32_t *prev, *next;
+} s_link_t;
+
+static s_link_t s_link(const fleet_t *f, uint32_t ref)
+{
+    if (ref & S_DOC_BIT) {
+        s_doc_t *d = &f->docs[ref & ~S_DOC_BIT];
+        return (s_link_t){&d->seq, &d->prev, &d->next};
+    }
+    s_target_t *t = &f->plans[ref >> S_PLAN_SHIFT]->t[ref & S_INDEX_MASK];
+    return (s_link_t){&t->seq, &t->prev, &t->next};
+}
+
+static uint64_t s_seq_of(const fleet_t *f, uint32_t ref)
+{
+    return *s_link(f, ref).seq;
+}
+
+/* Moves ref to the tail of the feed with a new sequence number. */
+static void s_feed_touch(fleet_t *f, uint32_t ref)
+{
+    s_link_t l = s_link(f, ref);
+    if (*l.seq != 0) {
+        if (*l.prev != S_NONE)
+            *s_link(f, *l.prev).next = *l.next;
+        else
+            f->feed_head = *l.next;
+        if (*l.next != S_NONE)
+            *s_link(f, *l.next).prev = *l.prev;
+        else
+            f->feed_tail = *l.prev;
+    }
+    *l.seq = ++f->seq;
+    *l.prev = f->feed_tail;
+    *l.next = S_NONE;
+    if (f->feed_tail != S_NONE)
+        *s_link(f, f->feed_tail).next = ref;
+    else
+        f->feed_head = ref;
+    f->feed_tail = ref;
+}
+
+/* The first item changed after `since`, or S_NONE. */
+static uint32_t s_feed_after(const fleet_t *f, uint64_t since)
+{
+    if (f->feed_head == S_NONE || since >= f->seq)
+        return S_NONE;
+    if (since < s_seq_of(f, f->feed_head))
+        return f->feed_head;
+    for (uint32_t k = 0; k < S_CURSOR_CACHE; k++)
+        if (f->cc[k].seq == since && f->cc[k].ref != S_NONE && s_seq_of(f, f->cc[k].ref) == since)
+            return *s_link(f, f->cc[k].ref).next;
+    uint32_t r = f->feed_tail;
+    for (;;) {
+        uint32_t prev = *s_link(f, r).prev;
+        if (prev == S_NONE || s_seq_of(f, prev) <= since)
+            return r;
+        r = prev;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* peers and sending                                                  */
+
+/* Picks up to k distinct live peers (all when fewer) into out (indices into
+ * f->mem). Floyd's sampling: O(k^2), k <= S_MAX_FANOUT. */
+static uint32_t s_pick_peers(fleet_t *f, uint32_t k, uint32_t *out)
+{
+    uint32_t n = f->n_live_peers;
+    if (k >= n) {
+        for (uint32_t i = 0; i < n; i++)
+            out[i] = f->live_peers[i];
+        return n;
+    }
+    uint32_t picked[S_MAX_FANOUT];
+    uint32_t m = 0;
+    for (uint32_t j = n - k; j < n; j++) {
+        uint32_t t = (uint32_t) rng_below(&f->rng, (uint64_t) j + 1);
+        bool dup = false;
+        for (uint32_t x = 0; x < m; x++)
+            if (picked[x] == t)
+                dup = true;
+        picked[m++] = dup ? j : t;
+    }
+    for (uint32_t i = 0; i < m; i++)
+        out[i] = f->live_peers[picked[i]];
+    return m;
+}
+
+static void s_send_to(fleet_t *f, const s_member_t *m, wire_writer_t *w, uint32_t type)
+{
+    const uint8_t *data;
+    size_t len;
+    if (w && wire_writer_finish(w, &data, &len) == 0)
+        s_emit_send(f, m->pub.address, type, data, len);
+}
+
+static size_t s_item_bytes(const s_target_t *t)
+{
+    return S_ITEM_BYTES + strnlen(t->rec.error, PROGRESS_ERROR_MAX);
+}
+
+static size_t s_ref_bytes(const fleet_t *f, uint32_t ref)
+{
+    if (ref & S_DOC_BIT)
+        return S_DOC_ITEM_BYTES;
+    return s_item_bytes(&f->plans[ref >> S_PLAN_SHIFT]->t[ref & S_INDEX_MASK]);
+}
+
+static void s_pack_item(msgpack_packer *pk, const fleet_t *f, uint32_t ref)
+{
+    const s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
+    uint32_t i = ref & S_INDEX_MASK;
+    msgpack_pack_map(pk, 3);
+    s_pack_key(pk, "p");
+    msgpack_pack_bin_with_body(pk, p->id, FLEET_ID_LEN);
+    s_pack_key(pk, "i");
+    msgpack_pack_uint32(pk, i);
+    s_pack_key(pk, "r");
+    progress_pack(&p->t[i].rec, pk);
+}
+
+static void s_pack_doc(msgpack_packer *pk, const s_doc_t *d)
+{
+    msgpack_pack_map(pk, 3);
+    s_pack_key(pk, "id");
+    msgpack_pack_bin_with_body(pk, d->id, FLEET_ID_LEN);
+    s_pack_key(pk, "kind");
+    msgpack_pack_uint8(pk, d->kind);
+    s_pack_key(pk, "size");
+    msgpack_pack_uint64(pk, d->size);
+}
+
+/* Sends target refs as PROGRESS messages (batched by count and bytes) to
+ * each of the peers. */
+static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t hop,
+                         const uint32_t *peers, uint32_t n_peers)
+{
+    uint32_t at = 0;
+    while (at < n && n_peers > 0) {
+        uint32_t cnt = 0;
+        size_t bytes = 0;
+        while (at + cnt < n && cnt < FLEET_MAX_FEED_ITEMS) {
+            size_t b = s_ref_bytes(f, refs[at + cnt]);
+            if (cnt > 0 && bytes + b > S_BATCH_BYTES)
+                break;
+            bytes += b;
+            cnt++;
+        }
+        wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, f->self, 2);
+        if (w) {
+            wire_put_u64(w, "hop", hop);
+            wire_put_key(w, "items");
+            msgpack_packer *pk = wire_writer_packer(w);
+            msgpack_pack_array(pk, cnt);
+            for (uint32_t k = 0; k < cnt; k++)
+                s_pack_item(pk, f, refs[at + k]);
+            const uint8_t *data;
+            size_t len;
+            if (wire_writer_finish(w, &data, &len) == 0) {
+                for (uint32_t k = 0; k < n_peers; k++)
+                    s_emit_send(f, f->mem[peers[k]].pub.address, WIRE_PROGRESS, data, len);
+                f->stats.records_out += cnt;
+            }
+            wire_writer_destroy(&w);
+        }
+        at += cnt;
+    }
+}
+
+static void s_push_queue(fleet_t *f, uint32_t ref, uint8_t hop)
+{
+    s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
+    uint32_t i = ref & S_INDEX_MASK;
+    if (s_bit(p, S_BIT_QUEUED, i) || f->n_live_peers == 0)
+        return; /* queued already, or nobody to push to: pulls carry it */
+    if (f->pq_n == f->pq_cap) {
+        if (f->pq_cap >= S_MAX_PUSH_QUEUE) {
+            f->stats.push_dropped++;
+            return;
+        }
+        uint32_t cap = f->pq_cap ? f->pq_cap * 2 : 256;
+        s_push_t *nq = malloc((size_t) cap * sizeof *nq);
+        if (!nq) {
+            f->stats.push_dropped++;
+            return;
+        }
+        for (uint32_t k = 0; k < f->pq_n; k++)
+            nq[k] = f->pq[(f->pq_head + k) % f->pq_cap];
+        free(f->pq);
+        f->pq = nq;
+        f->pq_cap = cap;
+        f->pq_head = 0;
+    }
+    f->pq[(f->pq_head + f->pq_n) % f->pq_cap] = (s_push_t){ref, hop};
+    f->pq_n++;
+    s_bit_put(p, S_BIT_QUEUED, i, true);
+}
+
+/* One push round: up to S_PUSH_MSGS messages' worth of queued changes,
+ * grouped by hop, to push_fanout random live peers. */
+static void s_push_round(fleet_t *f, uint64_t now)
+{
+    uint32_t take = f->pq_n;
+    if (take > S_PUSH_MSGS * FLEET_MAX_FEED_ITEMS)
+        take = S_PUSH_MSGS * FLEET_MAX_FEED_ITEMS;
+    uint32_t *refs = malloc(((size_t) take + 1) * sizeof *refs);
+    uint8_t *hops = malloc((size_t) take + 1);
+    uint32_t *byhop = malloc(((size_t) take + 1) * sizeof *byhop);
+    uint32_t peers[S_MAX_FANOUT];
+    uint32_t n_peers = s_pick_peers(f, f->cfg.push_fanout, peers);
+
+    f->push_at = now + f->cfg.push_interval_ms;
+    for (uint32_t k = 0; k < take; k++) {
+        s_push_t e = f->pq[f->pq_head];
+        f->pq_head = (f->pq_head + 1) % f->pq_cap;
+        f->pq_n--;
+        s_bit_put(f->plans[e.ref >> S_PLAN_SHIFT], S_BIT_QUEUED, e.ref & S_INDEX_MASK, false);
+        if (refs && hops) {
+            refs[k] = e.ref;
+            hops[k] = e.hop;
+        }
+    }
+    if (!refs || !hops || !byhop) {
+        f->stats.push_dropped += take;
+        goto out;
+    }
+    /* one batch per hop value present, in queue order within each */
+    for (uint32_t hop = 0; hop <= f->cfg.max_hops; hop++) {
+        uint32_t n = 0;
+        for (uint32_t k = 0; k < take; k++)
+            if (hops[k] == hop)
+                byhop[n++] = refs[k];
+        if (n > 0)
+            s_send_items(f, byhop, n, (uint8_t) hop, peers, n_peers);
+    }
+out:
+    free(refs);
+    free(hops);
+    free(byhop);
+}
+
+/* ------------------------------------------------------------------ */
+/* plan state, shares and limits                                      */
+
+static uint32_t s_share(uint32_t total, uint32_t m, int32_t rank)
+{
+    if (rank < 0 || m == 0)
+        return 0;
+    return total / m + ((uint32_t) rank < total % m ? 1u : 0u);
+}
+
+static bool s_auto_paused(const s_plan_t *p)
+{
+    if (p->canary_bad > 0)
+        return true;
+    if (p->ro.max_failure_ratio > 0) {
+        uint32_t bad = p->counts[TARGET_FAILED] + p->counts[TARGET_NEEDS_REVIEW];
+        uint32_t term = bad + p->counts[TARGET_SUCCEEDED] + p->counts[TARGET_SKIPPED];
+        uint32_t min = p->canary_n > 10 ? p->canary_n : 10;
+        if (term >= min && (double) bad > p->ro.max_failure_ratio * (double) term)
+            return true;
+    }
+    return false;
+}
+
+static bool s_completed(const s_plan_t *p)
+{
+    return p->control != FLEET_PLAN_CANCELLED &&
+           p->counts[TARGET_PENDING] + p->counts[TARGET_AWAITING_APPROVAL] +
+                   p->counts[TARGET_RUNNING] + p->counts[TARGET_RETRY_WAIT] ==
+               0;
+}
+
+static bool s_canary_active(const s_plan_t *p)
+{
+    return p->canary_n > 0 && p->canary_ok < p->canary_n;
+}
+
+/* Starts a new pass over the plan's pending targets (and resumes a
+ * takeover pass a limit interrupted). */
+static void s_wake(s_plan_t *p)
+{
+    p->exhausted = false;
+    p->scan_left = s_canary_active(p) ? p->canary_n : p->n;
+    if (p->take_owed)
+        p->take_left = p->n;
+}
+
+/* A holder may have gone: a takeover pass is owed. */
+static void s_wake_takeover(s_plan_t *p)
+{
+    p->take_owed = true;
+    p->take_left = p->n;
+}
+
+static void s_wake_all(fleet_t *f, bool takeover)
+{
+    for (uint32_t k = 0; k < f->n_plans; k++) {
+        if (takeover)
+            s_wake_takeover(f->plans[k]);
+        s_wake(f->plans[k]);
+    }
+}
+
+static void s_plan_state(fleet_t *f, s_plan_t *p, bool emit)
+{
+    bool ap = s_auto_paused(p), done = s_completed(p);
+    if (ap == p->st_auto_paused && done == p->st_completed)
+        return;
+    bool lifted = p->st_auto_paused && !ap;
+    p->st_auto_paused = ap;
+    p->st_completed = done;
+    if (lifted)
+        s_wake(p);
+    if (emit) {
+        fleet_out_t *o = s_out(f, FOUT_PLAN_STATE);
+        if (o)
+            memcpy(o->plan_id, p->id, FLEET_ID_LEN);
+    }
+}
+
+static void s_count(const fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *r, bool add)
+{
+    uint32_t d = add ? 1u : UINT32_MAX; /* +1 or -1 modulo 2^32 */
+    p->counts[r->state] += d;
+    if (r->state == TARGET_PENDING && s_bit(p, S_BIT_GATED, i) && !s_bit(p, S_BIT_APPROVED, i))
+        p->gated_waiting += d;
+    if (r->state == TARGET_RUNNING && s_is_self(f, r->holder))
+        p->running_self += d;
+    if (i < p->canary_n) {
+        if (r->state == TARGET_SUCCEEDED || r->state == TARGET_SKIPPED)
+            p->canary_ok += d;
+        if (r->state == TARGET_FAILED || r->state == TARGET_NEEDS_REVIEW)
+            p->canary_bad += d;
+    }
+}
+
+static void s_held_add(fleet_t *f, uint32_t ref)
+{
+    if (f->n_held == f->held_cap) {
+        uint32_t cap = f->held_cap ? f->held_cap * 2 : 32;
+        uint32_t *nh = realloc(f->held, (size_t) cap * sizeof *nh);
+        if (!nh)
+            return; /* only heartbeats and hand-backs miss it; records stay right */
+        f->held = nh;
+        f->held_cap = cap;
+    }
+    f->held[f->n_held++] = ref;
+}
+
+static void s_held_remove(fleet_t *f, uint32_t ref)
+{
+    for (uint32_t k = 0; k < f->n_held; k++)
+        if (f->held[k] == ref) {
+            f->held[k] = f->held[--f->n_held];
+            return;
+        }
+}
+
+static void s_set_mine(fleet_t *f, s_plan_t *p, uint32_t i, bool mine)
+{
+    if (s_bit(p, S_BIT_MINE, i) == mine)
+        return;
+    s_bit_put(p, S_BIT_MINE, i, mine);
+    if (s_held_by_self(f, &p->t[i].rec)) {
+        if (mine)
+            f->n_restored--;
+        else
+            f->n_restored++;
+    }
+}
+
+static bool s_lease_live(fleet_t *f, const uint8_t *holder, uint64_t now);
+
+/* Replaces a target's record: counts, held set, feed, FOUT_RECORD (when
+ * persist), derived plan state and claim wake-ups. */
+static void s_set(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *nr, bool persist,
+                  uint64_t now)
+{
+    s_target_t *t = &p->t[i];
+    progress_rec_t old = t->rec;
+    bool was_held = s_held_by_self(f, &old);
+    bool was_mine = s_bit(p, S_BIT_MINE, i);
+    bool canary_before = s_canary_active(p);
+    uint32_t ref = s_ref(p->slot, i);
+
+    if (was_held && !was_mine)
+        f->n_restored--;
+    s_count(f, p, i, &old, false);
+    t->rec = *nr;
+    s_count(f, p, i, &t->rec, true);
+    bool now_held = s_held_by_self(f, &t->rec);
+    if (!now_held)
+        s_bit_put(p, S_BIT_MINE, i, false);
+    if (now_held && !s_bit(p, S_BIT_MINE, i))
+        f->n_restored++;
+    if (was_held && !now_held)
+        s_held_remove(f, ref);
+    else if (!was_held && now_held)
+        s_held_add(f, ref);
+    s_feed_touch(f, ref);
+    if (persist)
+        s_emit_target(f, FOUT_RECORD, p, i, 0);
+
+    /* Claim opportunities this change may have created. */
+    bool wake = false;
+    uint8_t st = t->rec.state;
+    if (st == TARGET_PENDING || st == TARGET_AWAITING_APPROVAL)
+        wake = true;
+    else if (s_held_state(st) && !s_is_self(f, t->rec.holder) &&
+             !s_lease_live(f, t->rec.holder, now))
+        s_wake_takeover(p);
+    if (old.state == TARGET_RUNNING && st != TARGET_RUNNING &&
+        (s_is_self(f, old.holder) || p->ro.max_parallel))
+        wake = true;
+    if (canary_before && !s_canary_active(p))
+        wake = true; /* the canary phase is over: the whole plan opens */
+    if (wake)
+        s_wake(p);
+    s_plan_state(f, p, persist);
+}
+
+/* ------------------------------------------------------------------ */
+/* leases and ownership                                               */
+
+static bool s_lease_live(fleet_t *f, const uint8_t *holder, uint64_t now)
+{
+    if (memcmp(holder, s_zero_id, FLEET_ID_LEN) == 0)
+        return false;
+    const s_member_t *m = s_member(f, holder);
+    if (!m || !m->pub.live)
+        return false;
+    uint64_t expiry = m->last_heard + f->cfg.lease_ttl_ms + f->cfg.lease_margin_ms;
+    if (now >= expiry)
+        return false;
+    if (expiry < f->lease_wake)
+        f->lease_wake = expiry;
+    return true;
+}
+
+static bool s_owned(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t *work)
+{
+    if (f->self_rank < 0)
+        return false;
+    if (s_bit(p, S_BIT_OWN_KNOWN, i))
+        return s_bit(p, S_BIT_OWN_SELF, i);
+    size_t owner = rendezvous_owner(f->own_seeds, f->n_own, p->t[i].key);
+    bool own = owner == (size_t) f->self_rank;
+    s_bit_put(p, S_BIT_OWN_KNOWN, i, true);
+    s_bit_put(p, S_BIT_OWN_SELF, i, own);
+    *work += f->n_own / S_OWNER_COST_DIV;
+    return own;
+}
+
+static bool s_plan_ready(const fleet_t *f, const s_plan_t *p)
+{
+    return f->synced && (f->chain_done >= p->ready_chain || f->n_live_peers == 0);
+}
+
+/* Why the plan cannot claim now (true: blocked). Refills the rate bucket and
+ * arms the token wake-up when it is empty. */
+static bool s_plan_blocked(fleet_t *f, s_plan_t *p, uint64_t now)
+{
+    if (p->control != FLEET_PLAN_ACTIVE || p->st_auto_paused || !s_plan_ready(f, p))
+        return true;
+    if (f->self_rank < 0)
+        return true;
+    uint32_t m = f->n_own;
+    /* the fleet-wide count is checked per claim (s_consider): a takeover of
+     * a running target does not raise it */
+    if (p->ro.max_parallel && p->running_self >= s_share(p->ro.max_parallel, m, f->self_rank))
+        return true;
+    if (p->ro.rate_per_minute) {
+        uint32_t share = s_share(p->ro.rate_per_minute, m, f->self_rank);
+        if (share == 0)
+            return true;
+        double cap = (double) share / 12.0;
+        if (cap < 1.0)
+            cap = 1.0;
+        if (now > p->tokens_at) {
+            p->tokens += (double) (now - p->tokens_at) * (double) share / 60000.0;
+            p->tokens_at = now;
+        }
+        if (p->tokens > cap)
+            p->tokens = cap;
+        if (p->tokens < 1.0) {
+            uint64_t wait = (uint64_t) ((1.0 - p->tokens) * 60000.0 / (double) share) + 1;
+            f->token_wake = s_min(f->token_wake, now + wait);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* claims                                                             */
+
+static void s_claim(fleet_t *f, s_plan_t *p, uint32_t i, int kind, uint64_t now)
+{
+    const progress_rec_t *cur = &p->t[i].rec;
+    if (cur->epoch == UINT32_MAX || !s_out_room(f, 4))
+        return; /* cannot be fenced any higher, or the driver is not polling */
+    progress_rec_t nr = *cur;
+    bool run = true;
+    nr.epoch = cur->epoch + 1;
+    memcpy(nr.holder, f->self, FLEET_ID_LEN);
+    if (cur->state == TARGET_RETRY_WAIT) {
+        if (p->ro.max_attempts && cur->attempt >= p->ro.max_attempts) {
+            nr.state = TARGET_FAILED;
+            run = false;
+        } else {
+            nr.state = TARGET_RUNNING;
+            nr.attempt = cur->attempt + 1;
+        }
+    } else {
+        nr.state = TARGET_RUNNING;
+        if (nr.attempt == 0)
+            nr.attempt = 1;
+    }
+    if (run) {
+        nr.step = 0;
+        nr.exit_code = 0;
+        nr.started_ms = 0;
+        nr.finished_ms = 0;
+        nr.duration_ms = 0;
+        nr.error[0] = '\0';
+    }
+    f->stats.claims++;
+    if (kind == S_TAKEOVER)
+        f->stats.takeovers++;
+    else if (kind == S_RECLAIM)
+        f->stats.reclaims++;
+    s_set(f, p, i, &nr, true, now);
+    s_push_queue(f, s_ref(p->slot, i), 0);
+    if (run) {
+        s_set_mine(f, p, i, true);
+        s_emit_target(f, FOUT_RUN, p, i, 0);
+        if (f->capacity > 0)
+            f->capacity--;
+        if (p->ro.rate_per_minute)
+            p->tokens -= 1.0;
+    }
+}
+
+/* The owner of target i for a takeover from `holder`, which is live in this
+ * view but silent: the owner among the others, so that a hung node that
+ * still answers probes cannot keep its own targets. */
+static bool s_owned_without(fleet_t *f, s_plan_t *p, uint32_t i, const uint8_t *holder,
+                            uint64_t *work)
+{
+    if (f->self_rank < 0)
+        return false;
+    uint64_t hs = rendezvous_node_seed(holder), key = p->t[i].key, best_score = 0;
+    int64_t best = -1;
+    for (uint32_t k = 0; k < f->n_own; k++) {
+        if (f->own_seeds[k] == hs)
+            continue;
+        uint64_t sc = rendezvous_score(f->own_seeds[k], key);
+        if (best < 0 || sc > best_score) {
+            best = k;
+            best_score = sc;
+        }
+    }
+    *work += f->n_own / S_OWNER_COST_DIV;
+    return best == f->self_rank;
+}
+
+/* Looks at one target during a pass (the takeover pass looks only at held
+ * targets): claims it when this node may. Returns 1 when it was taken, 0
+ * when not, -1 when the fleet-wide max_parallel stops the pass. */
+static int s_consider(fleet_t *f, s_plan_t *p, uint32_t i, bool takeover_pass, uint64_t now,
+                      uint64_t *work)
+{
+    const progress_rec_t *r = &p->t[i].rec;
+    const s_member_t *holder = NULL;
+    int kind;
+    switch (r->state) {
+    case TARGET_PENDING:
+    case TARGET_AWAITING_APPROVAL:
+        if (takeover_pass || (s_bit(p, S_BIT_GATED, i) && !s_bit(p, S_BIT_APPROVED, i)))
+            return 0;
+        kind = S_FRESH;
+        break;
+    case TARGET_RUNNING:
+    case TARGET_RETRY_WAIT:
+        if (s_is_self(f, r->holder))
+            return 0; /* ours (restored ones are s_reclaim's) */
+        if (s_lease_live(f, r->holder, now))
+            return 0;
+        holder = s_member(f, r->holder);
+        kind = S_TAKEOVER;
+        break;
+    default: return 0;
+    }
+    if (s_canary_active(p) && i >= p->canary_n)
+        return 0;
+    bool own = holder && holder->pub.live ? s_owned_without(f, p, i, r->holder, work)
+                                          : s_owned(f, p, i, work);
+    if (!own)
+        return 0;
+    if (p->ro.max_parallel && r->state != TARGET_RUNNING &&
+        p->counts[TARGET_RUNNING] >= p->ro.max_parallel)
+        return -1; /* woken when a running target ends */
+    s_claim(f, p, i, kind, now);
+    return 1;
+}
+
+/* Runs one kind of pass over a plan within the budget. Returns false when a
+ * limit stopped it (capacity, share, rate). */
+static bool s_pass(fleet_t *f, s_plan_t *p, bool takeover_pass, uint64_t now, uint64_t *work)
+{
+    uint32_t *left = takeover_pass ? &p->take_left : &p->scan_left;
+    uint32_t *cursor = takeover_pass ? &p->take_cursor : &p->cursor;
+    uint32_t candidates = takeover_pass
+                              ? p->counts[TARGET_RUNNING] + p->counts[TARGET_RETRY_WAIT]
+                              : p->counts[TARGET_PENDING] + p->counts[TARGET_AWAITING_APPROVAL];
+    if (*left > 0 && candidates == 0) { /* nothing of that kind left in the plan */
+        *left = 0;
+        if (takeover_pass)
+            p->take_owed = false;
+        else
+            p->exhausted = true;
+    }
+    while (*left > 0 && *work < FLEET_SCAN_BUDGET) {
+        uint32_t range = takeover_pass || !s_canary_active(p) ? p->n : p->canary_n;
+        if (*left > range)
+            *left = range;
+        if (*left == 0)
+            break;
+        if (*cursor >= range)
+            *cursor = 0;
+        uint32_t i = (*cursor)++;
+        (*left)--;
+        (*work)++;
+        int rc = s_consider(f, p, i, takeover_pass, now, work);
+        if (rc < 0 || (rc > 0 && (f->capacity == 0 || s_plan_blocked(f, p, now)))) {
+            *left = 0; /* the event that lifts the limit wakes it again */
+            return false;
+        }
+        if (*left == 0) {
+            if (takeover_pass)
+                p->take_owed = false;
+            else
+                p->exhausted = true;
+        }
+    }
+    return true;
+}
+
+/* Claim scan: per plan a takeover pass (targets whose holder is gone come
+ * first), then the pass over pending targets; FLEET_SCAN_BUDGET work units
+ * per call across plans, resumed on the next call. */
+static void s_scan(fleet_t *f, uint64_t now)
+{
+    uint64_t work = 0;
+    if (!f->synced || f->leaving || f->n_plans == 0 || !s_out_room(f, 4))
+        return;
+    for (uint32_t k = 0; k < f->n_plans && work < FLEET_SCAN_BUDGET && f->capacity > 0; k++) {
+        uint32_t slot = (f->scan_plan + k) % f->n_plans;
+        s_plan_t *p = f->plans[slot];
+        if (p->scan_left == 0 && p->take_left == 0)
+            continue;
+        if (s_plan_blocked(f, p, now)) {
+            p->scan_left = 0;
+            p->take_left = 0;
+            continue;
+        }
+        if (!s_pass(f, p, true, now, &work) || !s_pass(f, p, false, now, &work)) {
+            p->scan_left = 0;
+            p->take_left = 0;
+        }
+        if (p->scan_left > 0 || p->take_left > 0)
+            f->scan_plan = slot; /* resume here next call */
+    }
+    f->stats.scan_work += work;
+}
+
+/* Hands a held target back: {epoch+1, pending, no holder, attempt
+ * unchanged}; FOUT_ABORT when this instance was running or waiting on it. */
+static bool s_handback(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t now)
+{
+    progress_rec_t nr = p->t[i].rec;
+    if (nr.epoch == UINT32_MAX)
+        return false;
+    if (s_bit(p, S_BIT_MINE, i))
+        s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_LEAVING);
+    nr.epoch++;
+    nr.state = TARGET_PENDING;
+    memset(nr.holder, 0, FLEET_ID_LEN);
+    f->stats.handbacks++;
+    s_set(f, p, i, &nr, true, now);
+    return true;
+}
+
+/* Draining: executions finish, but what waits (retry_wait, restored) goes
+ * back to the fleet. */
+static void s_drain_waiting(fleet_t *f, uint64_t now)
+{
+    for (uint32_t k = f->n_held; k-- > 0;) {
+        if (k >= f->n_held)
+            continue;
+        uint32_t ref = f->held[k];
+        s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
+        uint32_t i = ref & S_INDEX_MASK;
+        if (p->t[i].rec.state == TARGET_RUNNING && s_bit(p, S_BIT_MINE, i))
+            continue;
+        if (s_handback(f, p, i, now))
+            s_push_queue(f, ref, 0);
+    }
+}
+
+/* Restored targets held by self, once synced: re-claimed, cancelled or
+ * handed back. */
+static void s_reclaim(fleet_t *f, uint64_t now)
+{
+    for (uint32_t k = f->n_held; k-- > 0;) {
+        if (k >= f->n_held)
+            continue;
+        uint32_t ref = f->held[k];
+        s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
+        uint32_t i = ref & S_INDEX_MASK;
+        if (s_bit(p, S_BIT_MINE, i))
+            continue;
+        progress_rec_t nr = p->t[i].rec;
+        if (p->control == FLEET_PLAN_CANCELLED) {
+            nr.state = TARGET_CANCELLED;
+            s_set(f, p, i, &nr, true, now);
+            s_push_queue(f, ref, 0);
+        } else if (p->control == FLEET_PLAN_PAUSED || p->st_auto_paused || f->draining) {
+            if (s_handback(f, p, i, now))
+                s_push_queue(f, ref, 0);
+        } else if (f->capacity > 0 && s_plan_ready(f, p)) {
+            s_claim(f, p, i, S_RECLAIM, now);
+        }
+    }
+}
+
+/* True when s_reclaim has something it can do now. */
+static bool s_reclaim_due(const fleet_t *f)
+{
+    for (uint32_t k = 0; k < f->n_held; k++) {
+        const s_plan_t *p = f->plans[f->held[k] >> S_PLAN_SHIFT];
+        uint32_t i = f->held[k] & S_INDEX_MASK;
+        if (s_bit(p, S_BIT_MINE, i))
+            continue;
+        if (p->control != FLEET_PLAN_ACTIVE || p->st_auto_paused || f->draining ||
+            (f->capacity > 0 && s_plan_ready(f, p)))
+            return true;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* records in                                                         */
+
+/* Aborts the execution of a target this instance held, when `nr` (already
+ * applied) took it away. */
+static void s_check_fenced(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *old,
+                           bool was_mine)
+{
+    const progress_rec_t *nr = &p->t[i].rec;
+    if (!was_mine || s_is_self(f, nr->holder))
+        return;
+    if (nr->epoch > old->epoch || nr->generation > old->generation) {
+        s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_FENCED);
+    } else {
+        f->stats.conflicts++;
+        s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_CONFLICT);
+    }
+}
+
+/* Merges a record from a peer; forwards it (hop + 1) when it was news. */
+static void s_merge_in(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *rec, uint32_t hop,
+                       uint64_t now)
+{
+    progress_rec_t m = p->t[i].rec;
+    if (!progress_merge(&m, rec))
+        return;
+    progress_rec_t old = p->t[i].rec;
+    bool was_mine = s_bit(p, S_BIT_MINE, i);
+    f->stats.records_merged++;
+    s_set(f, p, i, &m, true, now);
+    s_check_fenced(f, p, i, &old, was_mine);
+    if (hop < f->cfg.max_hops)
+        s_push_queue(f, s_ref(p->slot, i), (uint8_t) (hop + 1));
+}
+
+static void s_orphan_add(fleet_t *f, const uint8_t *plan, uint32_t index, const progress_rec_t *rec,
+                         bool restored)
+{
+    s_orphan_key_t key = {plan, index};
+    uint64_t h = s_orphan_hash_of(plan, index);
+    uint32_t v = s_ix_find(f, &f->orphan_ix, h, s_orphan_eq, &key);
+    if (v != S_NONE) {
+        progress_merge(&f->orphans[v].rec, rec);
+        f->orphans[v].restored = f->orphans[v].restored && restored;
+        return;
+    }
+    if (f->n_orphans >= S_MAX_ORPHANS) {
+        f->stats.orphans_dropped++;
+        f->orphans_lost = true;
+        return;
+    }
+    if (!f->orphans) {
+        f->orphans = malloc((size_t) S_MAX_ORPHANS * sizeof *f->orphans);
+        if (!f->orphans) {
+            f->stats.orphans_dropped++;
+            f->orphans_lost = true;
+            return;
+        }
+    }
+    s_orphan_t *o = &f->orphans[f->n_orphans];
+    memcpy(o->plan, plan, FLEET_ID_LEN);
+    o->index = index;
+    o->rec = *rec;
+    o->restored = restored;
+    if (s_ix_put(f, &f->orphan_ix, h, f->n_orphans, s_orphan_hash) != 0) {
+        f->stats.orphans_dropped++;
+        f->orphans_lost = true;
+        return;
+    }
+    f->n_orphans++;
+}
+
+/* Applies and removes the waiting records of a plan just added. */
+static void s_orphans_apply(fleet_t *f, s_plan_t *p, uint64_t now)
+{
+    uint32_t kept = 0;
+    bool any = false;
+    for (uint32_t k = 0; k < f->n_orphans; k++) {
+        s_orphan_t *o = &f->orphans[k];
+        if (memcmp(o->plan, p->id, FLEET_ID_LEN) != 0) {
+            f->orphans[kept++] = *o;
+            continue;
+        }
+        any = true;
+        if (o->index >= p->n)
+            continue;
+        progress_rec_t m = p->t[o->index].rec;
+        if (progress_merge(&m, &o->rec)) {
+            if (!o->restored)
+                f->stats.records_merged++;
+            s_set(f, p, o->index, &m, !o->restored, now);
+        }
+    }
+    if (!any)
+        return;
+    f->n_orphans = kept;
+    s_ix_free(&f->orphan_ix);
+    for (uint32_t k = 0; k < f->n_orphans; k++)
+        if (s_ix_put(f, &f->orphan_ix, s_orphan_hash(f, k), k, s_orphan_hash) != 0) {
+            /* the table cannot be rebuilt: drop what it cannot find */
+            f->stats.orphans_dropped += f->n_orphans - k;
+            f->n_orphans = k;
+            f->orphans_lost = true;
+            break;
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* message parsing                                                    */
+
+typedef struct {
+    uint8_t plan[FLEET_ID_LEN];
+    uint32_t index;
+    progress_rec_t rec;
+} s_item_t;
+
+static int s_parse_item(const msgpack_object *o, s_item_t *it)
+{
+    uint64_t index;
+    const msgpack_object *r;
+    if (!o || o->type != MSGPACK_OBJECT_MAP)
+        return GG_EMALFORMED;
+    if (wire_get_bin_exact(o, "p", it->plan, FLEET_ID_LEN) != 0 ||
+        wire_get_u64(o, "i", &index) != 0 || index >= FLEET_MAX_TARGETS ||
+        wire_get_map(o, "r", &r) != 0 || progress_unpack(r, &it->rec) != 0)
+        return GG_EMALFORMED;
+    it->index = (uint32_t) index;
+    return 0;
+}
+
+/* Validates every item of an optional/required array field. */
+static int s_check_items(const msgpack_object *body, const char *key,
+                         const msgpack_object_array **arr)
+{
+    s_item_t it;
+    if (wire_get_array(body, key, arr, FLEET_MAX_FEED_ITEMS) != 0)
+        return GG_EMALFORMED;
+    for (uint32_t k = 0; k < (*arr)->size; k++)
+        if (s_parse_item(&(*arr)->ptr[k], &it) != 0)
+            return GG_EMALFORMED;
+    return 0;
+}
+
+/* Applies validated items; an index beyond a known plan is counted. */
+static void s_apply_items(fleet_t *f, const msgpack_object_array *arr, uint32_t hop, uint64_t now)
+{
+    s_item_t it;
+    for (uint32_t k = 0; k < arr->size; k++) {
+        if (s_parse_item(&arr->ptr[k], &it) != 0)
+            continue;
+        f->stats.records_in++;
+        s_plan_t *p = s_plan(f, it.plan);
+        if (!p) {
+            s_orphan_add(f, it.plan, it.index, &it.rec, false);
+            continue;
+        }
+        if (it.index >= p->n) {
+            f->stats.malformed++;
+            continue;
+        }
+        s_merge_in(f, p, it.index, &it.rec, hop, now);
+    }
+}
+
+static int s_get_u32(const msgpack_object *body, const char *key, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (wire_get_u64(body, key, &v) != 0 || v > max)
+        return GG_EMALFORMED;
+    *out = (uint32_t) v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* documents                                                          */
+
+static uint32_t s_doc_insert(fleet_t *f, const uint8_t *id, uint8_t kind, uint64_t size,
+                             uint8_t state)
+{
+    if (f->n_docs >= FLEET_MAX_DOCS)
+        return S_NONE;
+    if (f->n_docs == f->docs_cap) {
+        uint32_t cap = f->docs_cap ? f->docs_cap * 2 : 16;
+        s_doc_t *nd = realloc(f->docs, (size_t) cap * sizeof *nd);
+        if (!nd)
+            return S_NONE;
+        f->docs = nd;
+        f->docs_cap = cap;
+    }
+    uint32_t v = f->n_docs;
+    s_doc_t *d = &f->docs[v];
+    memset(d, 0, sizeof *d);
+    memcpy(d->id, id, FLEET_ID_LEN);
+    d->kind = kind;
+    d->size = size;
+    d->state = state;
+    d->prev = d->next = S_NONE;
+    if (s_ix_put(f, &f->doc_ix, s_id_hash(id), v, s_doc_hash) != 0)
+        return S_NONE;
+    f->n_docs++;
+    return v;
+}
+
+static void s_announce(fleet_t *f, const s_doc_t *d)
+{
+    uint32_t peers[S_MAX_FANOUT];
+    uint32_t n = s_pick_peers(f, f->cfg.push_fanout, peers);
+    if (n == 0)
+        return;
+    wire_writer_t *w = wire_writer_new(WIRE_PLAN, f->self, 4);
+    if (!w)
+        return;
+    wire_put_u64(w, "k", 0);
+    wire_put_bin(w, "id", d->id, FLEET_ID_LEN);
+    wire_put_u64(w, "kind", d->kind);
+    wire_put_u64(w, "size", d->size);
+    const uint8_t *data;
+    size_t len;
+    if (wire_writer_finish(w, &data, &len) == 0)
+        for (uint32_t k = 0; k < n; k++)
+            s_emit_send(f, f->mem[peers[k]].pub.address, WIRE_PLAN, data, len);
+    wire_writer_destroy(&w);
+}
+
+static void s_doc_have(fleet_t *f, s_doc_t *d)
+{
+    d->state = S_DOC_HAVE;
+    s_feed_touch(f, S_DOC_BIT | (uint32_t) (d - f->docs));
+    s_announce(f, d);
+}
+
+static s_fetch_t *s_fetch_find(fleet_t *f, const uint8_t *id)
+{
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
+        if (f->fetch[k].active && memcmp(f->fetch[k].id, id, FLEET_ID_LEN) == 0)
+            return &f->fetch[k];
+    return NULL;
+}
+
+static void s_fetch_free(s_fetch_t *fe)
+{
+    free(fe->buf);
+    free(fe->chunk);
+    memset(fe, 0, sizeof *fe);
+}
+
+static void s_fetch_add_source(s_fetch_t *fe, const uint8_t *source)
+{
+    for (uint32_t k = 0; k < fe->n_sources; k++)
+        if (memcmp(fe->sources[k], source, FLEET_ID_LEN) == 0)
+            return;
+    if (fe->n_sources < S_MAX_SOURCES)
+        memcpy(fe->sources[fe->n_sources++], source, FLEET_ID_LEN);
+}
+
+/* Requests missing chunks from the current source, up to the window. */
+static void s_fetch_pump(fleet_t *f, s_fetch_t *fe)
+{
+    const s_member_t *src = s_member(f, fe->sources[fe->source]);
+    if (!src || !src->pub.live)
+        return;
+    uint32_t inflight = 0;
+    for (uint32_t c = 0; c < fe->n_chunks; c++)
+        inflight += fe->chunk[c] == 1;
+    for (uint32_t c = 0; c < fe->n_chunks && inflight < S_FETCH_WINDOW; c++) {
+        if (fe->chunk[c] != 0)
+            continue;
+        wire_writer_t *w = wire_writer_new(WIRE_PLAN, f->self, 3);
+        if (!w)
+            return;
+        wire_put_u64(w, "k", 1);
+        wire_put_bin(w, "id", fe->id, FLEET_ID_LEN);
+        wire_put_u64(w, "off", (uint64_t) c * FLEET_CHUNK_BYTES);
+        s_send_to(f, src, w, WIRE_PLAN);
+        wire_writer_destroy(&w);
+        fe->chunk[c] = 1;
+        inflight++;
+    }
+}
+
+static uint64_t s_fetch_bytes(const fleet_t *f)
+{
+    uint64_t b = 0;
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
+        if (f->fetch[k].active)
+            b += f->fetch[k].size;
+    return b;
+}
+
+/* Starts fetching a document; false when no slot or memory is free. */
+static bool s_fetch_start(fleet_t *f, const uint8_t *id, uint8_t kind, uint64_t size,
+                          const uint8_t *source, uint64_t now)
+{
+    s_fetch_t *fe = NULL;
+    for (uint32_t k = 0; k < S_MAX_FETCHES && !fe; k++)
+        if (!f->fetch[k].active)
+            fe = &f->fetch[k];
+    if (!fe || s_fetch_bytes(f) + size > S_MAX_FETCH_BYTES)
+        return false;
+    memset(fe, 0, sizeof *fe);
+    fe->n_chunks = (uint32_t) ((size + FLEET_CHUNK_BYTES - 1) / FLEET_CHUNK_BYTES);
+    fe->buf = malloc(size);
+    fe->chunk = calloc(fe->n_chunks, 1);
+    if (!fe->buf || !fe->chunk) {
+        s_fetch_free(fe);
+        return false;
+    }
+    fe->active = true;
+    memcpy(fe->id, id, FLEET_ID_LEN);
+    fe->kind = kind;
+    fe->size = size;
+    s_fetch_add_source(fe, source);
+    fe->progress_at = now;
+    s_fetch_pump(f, fe);
+    return true;
+}
+
+/* Known for good (have, verifying or rejected): not to be fetched. */
+static bool s_doc_settled(const fleet_t *f, const uint8_t *id)
+{
+    const s_doc_t *d = s_doc(f, id);
+    return d && d->state != S_DOC_LOST;
+}
+
+/* Starts waiting fetches while slots are free. */
+static void s_fetch_next(fleet_t *f, uint64_t now)
+{
+    uint32_t k = 0;
+    while (k < f->n_wanted) {
+        s_wanted_t *wd = &f->wanted[k];
+        if (s_doc_settled(f, wd->id) || s_fetch_find(f, wd->id)) {
+            f->wanted[k] = f->wanted[--f->n_wanted];
+            continue;
+        }
+        if (!s_fetch_start(f, wd->id, wd->kind, wd->size, wd->source, now))
+            return;
+        f->wanted[k] = f->wanted[--f->n_wanted];
+    }
+}
+
+/* A peer has (or announced) a document. */
+static void s_doc_learn(fleet_t *f, const uint8_t *id, uint8_t kind, uint64_t size,
+                        const uint8_t *source, uint64_t now)
+{
+    if (s_doc_settled(f, id))
+        return;
+    s_fetch_t *fe = s_fetch_find(f, id);
+    if (fe) {
+        if (fe->size == size)
+            s_fetch_add_source(fe, source);
+        return;
+    }
+    for (uint32_t k = 0; k < f->n_wanted; k++)
+        if (memcmp(f->wanted[k].id, id, FLEET_ID_LEN) == 0)
+            return;
+    if (s_fetch_start(f, id, kind, size, source, now))
+        return;
+    if (!f->wanted) {
+        f->wanted = malloc(S_MAX_WANTED * sizeof *f->wanted);
+        if (!f->wanted)
+            return;
+    }
+    if (f->n_wanted >= S_MAX_WANTED) {
+        f->stats.docs_failed++;
+        return;
+    }
+    s_wanted_t *wd = &f->wanted[f->n_wanted++];
+    memcpy(wd->id, id, FLEET_ID_LEN);
+    wd->kind = kind;
+    wd->size = size;
+    memcpy(wd->source, source, FLEET_ID_LEN);
+}
+
+static void s_fetch_complete(fleet_t *f, s_fetch_t *fe, uint64_t now)
+{
+    s_doc_t *d = s_doc(f, fe->id); /* a lost one fetched again */
+    if (!d) {
+        uint32_t v = s_doc_insert(f, fe->id, fe->kind, fe->size, S_DOC_LOST);
+        d = v == S_NONE ? NULL : &f->docs[v];
+    }
+    fleet_out_t *o = d ? s_out(f, FOUT_DOC) : NULL;
+    if (o) {
+        d->state = S_DOC_VERIFYING;
+        d->kind = fe->kind;
+        d->size = fe->size;
+        memcpy(o->doc_id, fe->id, FLEET_ID_LEN);
+        o->doc_kind = fe->kind;
+        o->data = fe->buf;
+        o->len = fe->size;
+        fe->buf = NULL;
+        f->stats.docs_in++;
+    } else {
+        f->stats.docs_failed++;
+    }
+    s_fetch_free(fe);
+    s_fetch_next(f, now);
+}
+
+static void s_fetch_timeouts(fleet_t *f, uint64_t now)
+{
+    uint64_t timeout = f->cfg.lease_ttl_ms / 2;
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++) {
+        s_fetch_t *fe = &f->fetch[k];
+        if (!fe->active || now < fe->progress_at + timeout)
+            continue;
+        if (++fe->tries > S_FETCH_TRIES) {
+            f->stats.docs_failed++;
+            s_fetch_free(fe);
+            continue;
+        }
+        for (uint32_t c = 0; c < fe->n_chunks; c++)
+            if (fe->chunk[c] == 1)
+                fe->chunk[c] = 0;
+        /* the next source that is live, else the same one again */
+        for (uint32_t step = 1; step <= fe->n_sources; step++) {
+            uint32_t s = (fe->source + step) % fe->n_sources;
+            const s_member_t *m = s_member(f, fe->sources[s]);
+            if (m && m->pub.live) {
+                fe->source = s;
+                break;
+            }
+        }
+        fe->progress_at = now;
+        s_fetch_pump(f, fe);
+    }
+    s_fetch_next(f, now);
+}
+
+/* ------------------------------------------------------------------ */
+/* message handlers                                                   */
+
+static int s_on_progress(fleet_t *f, uint64_t now, const msgpack_object *body)
+{
+    const msgpack_object_array *arr;
+    uint32_t hop;
+    if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 || s_check_items(body, "items", &arr) != 0)
+        return GG_EMALFORMED;
+    s_apply_items(f, arr, hop, now);
+    return 0;
+}
+
+static void s_serve_pull(fleet_t *f, const s_member_t *to, uint64_t since, uint64_t rid)
+{
+    uint32_t start = s_feed_after(f, since);
+    uint32_t n_items = 0, n_docs = 0, last = S_NONE, r = start;
+    size_t bytes = 0;
+    while (r != S_NONE && n_items + n_docs < FLEET_MAX_FEED_ITEMS) {
+        size_t b = s_ref_bytes(f, r);
+        if (bytes + b > S_BATCH_BYTES)
+            break;
+        bytes += b;
+        if (r & S_DOC_BIT)
+            n_docs++;
+        else
+            n_items++;
+        last = r;
+        r = *s_link(f, r).next;
+    }
+    bool more = r != S_NONE;
+    uint64_t next = last != S_NONE ? s_seq_of(f, last) : f->seq;
+    wire_writer_t *w = wire_writer_new(WIRE_DIGEST, f->self, 7);
+    if (!w)
+        return;
+    wire_put_u64(w, "k", 1);
+    wire_put_u64(w, "f", f->feed_id);
+    wire_put_u64(w, "n", next);
+    wire_put_bool(w, "m", more);
+    wire_put_u64(w, "q", rid);
+    msgpack_packer *pk = wire_writer_packer(w);
+    wire_put_key(w, "items");
+    msgpack_pack_array(pk, n_items);
+    for (uint32_t x = start, k = 0; k < n_items + n_docs; x = *s_link(f, x).next, k++)
+        if (!(x & S_DOC_BIT))
+            s_pack_item(pk, f, x);
+    wire_put_key(w, "docs");
+    msgpack_pack_array(pk, n_docs);
+    for (uint32_t x = start, k = 0; k < n_items + n_docs; x = *s_link(f, x).next, k++)
+        if (x & S_DOC_BIT)
+            s_pack_doc(pk, &f->docs[x & ~S_DOC_BIT]);
+    s_send_to(f, to, w, WIRE_DIGEST);
+    wire_writer_destroy(&w);
+    f->stats.records_out += n_items;
+    if (last != S_NONE) {
+        f->cc[f->cc_next].seq = next;
+        f->cc[f->cc_next].ref = last;
+        f->cc_next = (f->cc_next + 1) % S_CURSOR_CACHE;
+    }
+}
+
+static void s_set_synced(fleet_t *f)
+{
+    if (f->synced)
+        return;
+    f->synced = true;
+    s_wake_all(f, true);
+}
+
+static void s_pull_send(fleet_t *f, s_member_t *m, uint64_t now)
+{
+    wire_writer_t *w = wire_writer_new(WIRE_DIGEST, f->self, 4);
+    if (!w)
+        return;
+    f->pull_rid = rng_next(&f->rng);
+    wire_put_u64(w, "k", 0);
+    wire_put_u64(w, "f", m->feed_id);
+    wire_put_u64(w, "s", m->feed_next);
+    wire_put_u64(w, "q", f->pull_rid);
+    s_send_to(f, m, w, WIRE_DIGEST);
+    wire_writer_destroy(&w);
+    f->pull_out = true;
+    memcpy(f->pull_peer, m->pub.id, FLEET_ID_LEN);
+    f->pull_deadline = now + f->cfg.lease_ttl_ms / 2;
+    f->stats.pulls++;
+}
+
+static void s_pull_start(fleet_t *f, uint64_t now)
+{
+    uint32_t peer;
+    if (s_pick_peers(f, 1, &peer) == 0)
+        return;
+    f->chain_cur = ++f->chain_started;
+    f->pull_soon = false;
+    s_pull_send(f, &f->mem[peer], now);
+}
+
+static int s_on_digest(fleet_t *f, uint64_t now, const wire_msg_t *msg, s_member_t *from)
+{
+    const msgpack_object *body = &msg->body;
+    uint32_t kind;
+    uint64_t feed_id, rid;
+    if (s_get_u32(body, "k", 1, &kind) != 0 || wire_get_u64(body, "f", &feed_id) != 0 ||
+        wire_get_u64(body, "q", &rid) != 0)
+        return GG_EMALFORMED;
+    if (kind == 0) {
+        uint64_t since;
+        if (wire_get_u64(body, "s", &since) != 0)
+            return GG_EMALFORMED;
+        if (feed_id != f->feed_id)
+            since = 0;
+        if (from)
+            s_serve_pull(f, from, since, rid);
+        return 0;
+    }
+    const msgpack_object_array *items, *docs;
+    uint64_t next;
+    bool more;
+    if (wire_get_u64(body, "n", &next) != 0 || wire_get_bool(body, "m", &more) != 0 ||
+        s_check_items(body, "items", &items) != 0 ||
+        wire_get_array(body, "docs", &docs, FLEET_MAX_FEED_ITEMS) != 0)
+        return GG_EMALFORMED;
+    for (uint32_t k = 0; k < docs->size; k++) {
+        uint8_t id[FLEET_ID_LEN];
+        uint32_t dk;
+        uint64_t size;
+        const msgpack_object *d = &docs->ptr[k];
+        if (wire_get_bin_exact(d, "id", id, FLEET_ID_LEN) != 0 ||
+            s_get_u32(d, "kind", UINT8_MAX, &dk) != 0 || wire_get_u64(d, "size", &size) != 0 ||
+            size == 0 || size > FLEET_MAX_DOC_BYTES)
+            return GG_EMALFORMED;
+    }
+    s_apply_items(f, items, f->cfg.max_hops, now);
+    for (uint32_t k = 0; k < docs->size; k++) {
+        uint8_t id[FLEET_ID_LEN];
+        uint32_t dk = 0;
+        uint64_t size = 0;
+        const msgpack_object *d = &docs->ptr[k];
+        wire_get_bin_exact(d, "id", id, FLEET_ID_LEN);
+        s_get_u32(d, "kind", UINT8_MAX, &dk);
+        wire_get_u64(d, "size", &size);
+        s_doc_learn(f, id, (uint8_t) dk, size, msg->sender, now);
+    }
+    if (!from || !f->pull_out || rid != f->pull_rid ||
+        memcmp(f->pull_peer, msg->sender, FLEET_ID_LEN) != 0)
+        return 0; /* not the answer awaited: data merged, cursor unchanged */
+    from->feed_id = feed_id;
+    from->feed_next = next;
+    if (more && !f->leaving) {
+        s_pull_send(f, from, now);
+        return 0;
+    }
+    f->pull_out = false;
+    uint64_t before = f->chain_done;
+    f->chain_done = f->chain_cur;
+    f->pull_at = f->pull_soon ? now : now + f->cfg.anti_entropy_interval_ms;
+    if (!f->synced) {
+        s_set_synced(f);
+    } else {
+        for (uint32_t k = 0; k < f->n_plans; k++) /* plans that waited for this chain */
+            if (f->plans[k]->ready_chain > before && f->plans[k]->ready_chain <= f->chain_done) {
+                s_wake_takeover(f->plans[k]);
+                s_wake(f->plans[k]);
+            }
+    }
+    return 0;
+}
+
+static int s_on_plan(fleet_t *f, uint64_t now, const wire_msg_t *msg, s_member_t *from)
+{
+    const msgpack_object *body = &msg->body;
+    uint32_t kind;
+    uint8_t id[FLEET_ID_LEN];
+    if (s_get_u32(body, "k", 2, &kind) != 0 ||
+        wire_get_bin_exact(body, "id", id, FLEET_ID_LEN) != 0)
+        return GG_EMALFORMED;
+    if (kind == 0) {
+        uint32_t dk;
+        uint64_t size;
+        if (s_get_u32(body, "kind", UINT8_MAX, &dk) != 0 ||
+            wire_get_u64(body, "size", &size) != 0 || size == 0 || size > FLEET_MAX_DOC_BYTES)
+            return GG_EMALFORMED;
+        s_doc_learn(f, id, (uint8_t) dk, size, msg->sender, now);
+        return 0;
+    }
+    uint64_t off;
+    if (wire_get_u64(body, "off", &off) != 0 || off % FLEET_CHUNK_BYTES != 0 ||
+        off >= FLEET_MAX_DOC_BYTES)
+        return GG_EMALFORMED;
+    if (kind == 1) {
+        const s_doc_t *d = s_doc(f, id);
+        if (!from || !d || d->state != S_DOC_HAVE || !f->reader || off >= d->size)
+            return 0;
+        size_t len = (size_t) s_min(FLEET_CHUNK_BYTES, d->size - off);
+        uint8_t *buf = malloc(len);
+        if (!buf)
+            return 0;
+        size_t got = f->reader(f->reader_arg, id, off, buf, len);
+        if (got == len) {
+            wire_writer_t *w = wire_writer_new(WIRE_PLAN, f->self, 5);
+            if (w) {
+                wire_put_u64(w, "k", 2);
+                wire_put_bin(w, "id", id, FLEET_ID_LEN);
+                wire_put_u64(w, "off", off);
+                wire_put_u64(w, "total", d->size);
+                wire_put_bin(w, "data", buf, len);
+                s_send_to(f, from, w, WIRE_PLAN);
+                wire_writer_destroy(&w);
+                f->stats.docs_out++;
+            }
+        }
+        free(buf);
+        return 0;
+    }
+    uint64_t total;
+    const uint8_t *data;
+    size_t len;
+    if (wire_get_u64(body, "total", &total) != 0 || total == 0 || total > FLEET_MAX_DOC_BYTES ||
+        off >= total || wire_get_bin(body, "data", &data, &len, FLEET_CHUNK_BYTES) != 0 ||
+        len != s_min(FLEET_CHUNK_BYTES, total - off))
+        return GG_EMALFORMED;
+    s_fetch_t *fe = s_fetch_find(f, id);
+    if (!fe || fe->size != total)
+        return 0;
+    uint32_t c = (uint32_t) (off / FLEET_CHUNK_BYTES);
+    if (fe->chunk[c] == 2)
+        return 0;
+    memcpy(fe->buf + off, data, len);
+    fe->chunk[c] = 2;
+    fe->n_received++;
+    fe->tries = 0;
+    fe->progress_at = now;
+    if (fe->n_received == fe->n_chunks)
+        s_fetch_complete(f, fe, now);
+    else
+        s_fetch_pump(f, fe);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* public API                                                         */
+
+int fleet_config_get(const char *profile, fleet_config_t *out)
+{
+    if (!profile || !out)
+        return GG_EINVAL;
+    fleet_config_t c = {
+        .lease_ttl_ms = 15000,
+        .lease_margin_ms = 5000,
+        .push_interval_ms = 200,
+        .push_fanout = 3,
+        .anti_entropy_interval_ms = 10000,
+        .max_hops = 3,
+    };
+    if (strcmp(profile, "lan") == 0) {
+        /* as above */
+    } else if (strcmp(profile, "wan") == 0) {
+        c.lease_ttl_ms = 60000;
+        c.lease_margin_ms = 20000;
+        c.push_interval_ms = 1000;
+        c.push_fanout = 4;
+        c.anti_entropy_interval_ms = 30000;
+        c.max_hops = 4;
+    } else if (strcmp(profile, "test") == 0) {
+        c.lease_ttl_ms = 2000;
+        c.lease_margin_ms = 1000;
+        c.push_interval_ms = 20;
+        c.anti_entropy_interval_ms = 1000;
+    } else {
+        return GG_EINVAL;
+    }
+    *out = c;
+    return 0;
+}
+
+static bool s_config_ok(const fleet_config_t *c)
+{
+    return c->lease_ttl_ms >= 3 && c->push_interval_ms > 0 && c->push_fanout > 0 &&
+           c->push_fanout <= S_MAX_FANOUT && c->anti_entropy_interval_ms > 0 &&
+           c->max_hops <= S_MAX_HOPS;
+}
+
+fleet_t *fleet_new(const fleet_config_t *cfg, const uint8_t self_id[FLEET_ID_LEN],
+                   const char *self_address, uint64_t seed, uint64_t now_ms)
+{
+    if (!cfg || !self_id || !s_config_ok(cfg))
+        return NULL;
+    if (!self_address || strlen(self_address) > FLEET_ADDRESS_MAX)
+        return NULL;
+    fleet_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->cfg = *cfg;
+    memcpy(f->self, self_id, FLEET_ID_LEN);
+    snprintf(f->self_address, sizeof f->self_address, "%s", self_address);
+    rng_seed(&f->rng, seed);
+    f->feed_id = rng_next(&f->rng) | 1u;
+    f->feed_head = f->feed_tail = S_NONE;
+    for (uint32_t k = 0; k < S_CURSOR_CACHE; k++)
+        f->cc[k].ref = S_NONE;
+    f->self_rank = -1;
+    f->alone_since = now_ms;
+    f->pull_at = now_ms;
+    f->lease_wake = S_NEVER;
+    f->token_wake = S_NEVER;
+    return f;
+}
+
+void fleet_destroy(fleet_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    fleet_t *f = *self_p;
+    for (uint32_t k = 0; k < f->n_plans; k++) {
+        free(f->plans[k]->t);
+        free(f->plans[k]->bits);
+        free(f->plans[k]);
+    }
+    s_ix_free(&f->plan_ix);
+    free(f->mem);
+    s_ix_free(&f->mem_ix);
+    free(f->live_peers);
+    free(f->own_seeds);
+    free(f->own_orig);
+    free(f->held);
+    free(f->orphans);
+    s_ix_free(&f->orphan_ix);
+    free(f->docs);
+    s_ix_free(&f->doc_ix);
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
+        s_fetch_free(&f->fetch[k]);
+    free(f->wanted);
+    free(f->pq);
+    while (f->out_n > 0) {
+        fleet_out_release(&f->out[f->out_head]);
+        f->out_head = (f->out_head + 1) % f->out_cap;
+        f->out_n--;
+    }
+    free(f->out);
+    free(f);
+    *self_p = NULL;
+}
+
+static int s_cmp_ids(const s_member_t *mem, uint32_t a, uint32_t b)
+{
+    return memcmp(mem[a].pub.id, mem[b].pub.id, FLEET_ID_LEN);
+}
+
+/* Sorts member indices by id: a bottom-up merge sort (qsort takes no
+ * context in C11), or insertion sort when no scratch memory is left. */
+static void s_sort_by_id(uint32_t *v, uint32_t n, const s_member_t *mem)
+{
+    uint32_t *tmp = n > 1 ? malloc((size_t) n * sizeof *tmp) : NULL;
+    if (!tmp) {
+        for (uint32_t i = 1; i < n; i++) {
+            uint32_t x = v[i], j = i;
+            while (j > 0 && s_cmp_ids(mem, v[j - 1], x) > 0) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = x;
+        }
+        return;
+    }
+    for (uint32_t width = 1; width < n; width *= 2) {
+        for (uint32_t lo = 0; lo < n; lo += 2 * width) {
+            uint32_t mid = lo + width < n ? lo + width : n;
+            uint32_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            uint32_t a = lo, b = mid, o = lo;
+            while (a < mid && b < hi)
+                tmp[o++] = s_cmp_ids(mem, v[a], v[b]) <= 0 ? v[a++] : v[b++];
+            while (a < mid)
+                tmp[o++] = v[a++];
+            while (b < hi)
+                tmp[o++] = v[b++];
+        }
+        memcpy(v, tmp, (size_t) n * sizeof *v);
+    }
+    free(tmp);
+}
+
+void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *members, size_t n)
+{
+    if (!f || (!members && n > 0))
+        return;
+    if (n > FLEET_MAX_MEMBERS)
+        n = FLEET_MAX_MEMBERS;
+    size_t alloc_n = n > 0 ? n : 1;
+    s_member_t *nm = calloc(alloc_n, sizeof *nm);
+    uint32_t *live = calloc(alloc_n, sizeof *live);
+    uint32_t *order = calloc(alloc_n, sizeof *order);
+    uint64_t *seeds = calloc(alloc_n, sizeof *seeds);
+    uint32_t *orig = calloc(alloc_n, sizeof *orig);
+    s_index_t nix = {0};
+    fleet_t tmp_view;
+    if (!nm || !live || !order || !seeds || !orig)
+        goto fail;
+
+    /* the new table, deduplicated by id, keeping each member's local state */
+    uint32_t cnt = 0;
+    bool newcomer = false;
+    tmp_view.mem = nm;
+    for (size_t j = 0; j < n; j++) {
+        const fleet_member_t *in = &members[j];
+        if (s_ix_find(&tmp_view, &nix, s_id_hash(in->id), s_member_eq, in->id) != S_NONE)
+            continue;
+        s_member_t *m = &nm[cnt];
+        m->pub = *in;
+        m->pub.address[FLEET_ADDRESS_MAX] = '\0';
+        m->orig = (uint32_t) j;
+        m->seed = rendezvous_node_seed(in->id);
+        const s_member_t *old = s_member(f, in->id);
+        if (old) {
+            m->last_heard = old->last_heard;
+            m->feed_id = old->feed_id;
+            m->feed_next = old->feed_next;
+        }
+        if (in->live && !(old && old->pub.live)) {
+            if (m->last_heard < now_ms)
+                m->last_heard = now_ms; /* its lease clock starts now */
+            if (!s_is_self(f, in->id))
+                newcomer = true;
+        }
+        if (s_ix_put(&tmp_view, &nix, s_id_hash(in->id), cnt, s_member_hash) != 0)
+            goto fail;
+        cnt++;
+    }
+
+    uint32_t n_live = 0, n_own = 0;
+    bool draining = false;
+    uint64_t live_sum = 0;
+    for (uint32_t k = 0; k < cnt; k++) {
+        const s_member_t *m = &nm[k];
+        bool self = s_is_self(f, m->pub.id);
+        if (self)
+            draining = m->pub.draining;
+        if (m->pub.live)
+            live_sum += s_id_hash(m->pub.id) | 1u;
+        if (m->pub.live && !self && m->pub.address[0])
+            live[n_live++] = k;
+        if (m->pub.live && !m->pub.draining)
+            order[n_own++] = k;
+    }
+    s_sort_by_id(order, n_own, nm);
+    int32_t rank = -1;
+    uint64_t sum = 0x6a09e667f3bcc908ull;
+    for (uint32_t k = 0; k < n_own; k++) {
+        seeds[k] = nm[order[k]].seed;
+        orig[k] = nm[order[k]].orig;
+        sum = rng_mix64(sum ^ seeds[k]) + k;
+        if (s_is_self(f, nm[order[k]].pub.id))
+            rank = (int32_t) k;
+    }
+
+    free(f->mem);
+    s_ix_free(&f->mem_ix);
+    free(f->live_peers);
+    free(f->own_seeds);
+    free(f->own_orig);
+    f->mem = nm;
+    f->n_mem = cnt;
+    f->mem_ix = nix;
+    f->live_peers = live;
+    f->n_live_peers = n_live;
+    f->own_seeds = seeds;
+    f->own_orig = orig;
+    f->n_own = n_own;
+    f->self_rank = rank;
+    free(order);
+
+    /* who owns what, or whose leases are live, may have changed */
+    bool changed = sum != f->own_sum || live_sum != f->live_sum;
+    f->live_sum = live_sum;
+    if (sum != f->own_sum) {
+        f->own_sum = sum;
+        for (uint32_t k = 0; k < f->n_plans; k++) {
+            s_plan_t *p = f->plans[k];
+            memset(&p->bits[(size_t) S_BIT_OWN_KNOWN * p->words], 0, p->words * sizeof(uint64_t));
+        }
+    }
+    if (n_live == 0) {
+        if (f->alone_since == S_NEVER)
+            f->alone_since = now_ms;
+    } else {
+        f->alone_since = S_NEVER;
+    }
+    if (f->pull_out) {
+        const s_member_t *pp = s_member(f, f->pull_peer);
+        if (!pp || !pp->pub.live)
+            f->pull_out = false; /* ask someone else */
+    }
+    if (newcomer) {
+        /* a peer (back) in view: exchange what changed without waiting */
+        if (f->pull_out)
+            f->pull_soon = true;
+        else
+            f->pull_at = now_ms;
+    }
+    if (changed)
+        s_wake_all(f, true);
+    f->draining = draining;
+    if (draining && f->synced && !f->leaving)
+        s_drain_waiting(f, now_ms);
+    return;
+fail:
+    free(nm);
+    free(live);
+    free(order);
+    free(seeds);
+    free(orig);
+    s_ix_free(&nix);
+}
+
+void fleet_set_capacity(fleet_t *f, uint64_t now_ms, uint32_t free_slots)
+{
+    if (!f)
+        return;
+    if (free_slots > f->capacity)
+        for (uint32_t k = 0; k < f->n_plans; k++)
+            if (!f->plans[k]->exhausted || f->plans[k]->take_owed)
+                s_wake(f->plans[k]);
+    f->capacity = free_slots;
+}
+
+int fleet_add_plan(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_LEN],
+                   uint32_t n_targets, const uint64_t *keys, const bool *gated,
+                   const fleet_rollout_t *rollout)
+{
+    if (!f || !plan_id || !rollout || (n_targets > 0 && !keys))
+        return GG_EINVAL;
+    if (s_plan(f, plan_id))
+        return 0;
+    if (n_targets > FLEET_MAX_TARGETS || f->n_plans >= FLEET_MAX_PLANS)
+        return GG_ETOOBIG;
+    if (rollout->max_failure_ratio < 0 || rollout->max_failure_ratio != rollout->max_failure_ratio)
+        return GG_EINVAL;
+    s_plan_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return GG_ENOMEM;
+    p->words = (n_targets + 63) / 64;
+    p->t = calloc(n_targets > 0 ? n_targets : 1, sizeof *p->t);
+    p->bits = calloc((size_t) S_BITS * (p->words > 0 ? p->words : 1), sizeof(uint64_t));
+    if (!p->t || !p->bits) {
+        free(p->t);
+        free(p->bits);
+        free(p);
+        return GG_ENOMEM;
+    }
+    memcpy(p->id, plan_id, FLEET_ID_LEN);
+    p->slot = f->n_plans;
+    p->n = n_targets;
+    p->ro = *rollout;
+    p->control = FLEET_PLAN_ACTIVE;
+    p->canary_n = rollout->canary < n_targets ? rollout->canary : n_targets;
+    for (uint32_t i = 0; i < n_targets; i++) {
+        p->t[i].key = keys[i];
+        p->t[i].prev = p->t[i].next = S_NONE;
+        if (gated && gated[i]) {
+            s_bit_put(p, S_BIT_GATED, i, true);
+            p->gated_waiting++;
+        }
+    }
+    p->counts[TARGET_PENDING] = n_targets;
+    f->plans[f->n_plans] = p;
+    if (s_ix_put(f, &f->plan_ix, s_id_hash(plan_id), f->n_plans, s_plan_hash) != 0) {
+        f->plans[f->n_plans] = NULL;
+        free(p->t);
+        free(p->bits);
+        free(p);
+        return GG_ENOMEM;
+    }
+    f->n_plans++;
+    /* claimable after a pull chain that starts from now on has completed: one
+     * starts at the next tick (an outstanding one is dropped; its answer still
+     * merges) */
+    p->ready_chain = f->chain_started + 1;
+    f->pull_out = false;
+    f->pull_at = now_ms;
+    if (f->orphans_lost) {
+        /* records were dropped before their plan was known: pull them again */
+        f->orphans_lost = false;
+        for (uint32_t k = 0; k < f->n_mem; k++)
+            f->mem[k].feed_next = 0;
+    }
+    s_orphans_apply(f, p, now_ms);
+    s_plan_state(f, p, true);
+    s_wake_takeover(p);
+    s_wake(p);
+    return 0;
+}
+
+static void s_cancel_held(fleet_t *f, s_plan_t *p, uint64_t now)
+{
+    for (uint32_t k = f->n_held; k-- > 0;) {
+        if (k >= f->n_held)
+            continue;
+        uint32_t ref = f->held[k];
+        if (ref >> S_PLAN_SHIFT != p->slot)
+            continue;
+        uint32_t i = ref & S_INDEX_MASK;
+        if (s_bit(p, S_BIT_MINE, i))
+            s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_CANCELLED);
+        progress_rec_t nr = p->t[i].rec;
+        nr.state = TARGET_CANCELLED;
+        s_set(f, p, i, &nr, true, now);
+        s_push_queue(f, ref, 0);
+    }
+}
+
+int fleet_set_plan_control(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_LEN],
+                           fleet_plan_control_t control)
+{
+    if (!f || control > FLEET_PLAN_CANCELLED)
+        return GG_EINVAL;
+    s_plan_t *p = s_plan(f, plan_id);
+    if (!p)
+        return GG_ENOTFOUND;
+    if (p->control == control)
+        return 0;
+    p->control = control;
+    if (control == FLEET_PLAN_CANCELLED)
+        s_cancel_held(f, p, now_ms);
+    else if (control == FLEET_PLAN_ACTIVE)
+        s_wake(p);
+    s_plan_state(f, p, false);
+    fleet_out_t *o = s_out(f, FOUT_PLAN_STATE); /* the control is part of the state */
+    if (o)
+        memcpy(o->plan_id, p->id, FLEET_ID_LEN);
+    return 0;
+}
+
+int fleet_set_approved(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_LEN],
+                       uint32_t index)
+{
+    if (!f)
+        return GG_EINVAL;
+    s_plan_t *p = s_plan(f, plan_id);
+    if (!p || index >= p->n)
+        return GG_ENOTFOUND;
+    if (s_bit(p, S_BIT_APPROVED, index))
+        return 0;
+    s_count(f, p, index, &p->t[index].rec, false);
+    s_bit_put(p, S_BIT_APPROVED, index, true);
+    s_count(f, p, index, &p->t[index].rec, true);
+    s_wake(p);
+    s_plan_state(f, p, true);
+    return 0;
+}
+
+int fleet_record_local(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_LEN],
+                       uint32_t index, const progress_rec_t *rec)
+{
+    if (!f || !rec || rec->state >= TARGET_STATE_COUNT)
+        return GG_EINVAL;
+    s_plan_t *p = s_plan(f, plan_id);
+    if (!p || index >= p->n)
+        return GG_ENOTFOUND;
+    const progress_rec_t *cur = &p->t[index].rec;
+    if (progress_compare(rec, cur) == 0)
+        return 0; /* the same record again */
+    bool operator= rec->generation> cur->generation;
+    if (!operator&&(rec->epoch != cur->epoch || !s_is_self(f, rec->holder) ||
+                    !s_is_self(f, cur->holder))) {
+        f->stats.fenced_results++;
+        return GG_ESTALE;
+    }
+    progress_rec_t m = *cur;
+    if (!progress_merge(&m, rec)) {
+        f->stats.fenced_results++;
+        return GG_ESTALE;
+    }
+    progress_rec_t old = *cur;
+    bool was_mine = s_bit(p, S_BIT_MINE, index);
+    s_set(f, p, index, &m, true, now_ms);
+    if (s_held_by_self(f, &m) && !f->leaving)
+        s_set_mine(f, p, index, true);
+    s_check_fenced(f, p, index, &old, was_mine);
+    if (f->draining && m.state == TARGET_RETRY_WAIT && s_held_by_self(f, &m))
+        s_handback(f, p, index, now_ms); /* draining: someone else retries it */
+    s_push_queue(f, s_ref(p->slot, index), 0);
+    return 0;
+}
+
+int fleet_restore_record(fleet_t *f, const uint8_t plan_id[FLEET_ID_LEN], uint32_t index,
+                         const progress_rec_t *rec)
+{
+    if (!f || !plan_id || !rec || rec->state >= TARGET_STATE_COUNT || index >= FLEET_MAX_TARGETS)
+        return GG_EINVAL;
+    s_plan_t *p = s_plan(f, plan_id);
+    if (!p) {
+        s_orphan_add(f, plan_id, index, rec, true);
+        return 0;
+    }
+    if (index >= p->n)
+        return GG_ENOTFOUND;
+    progress_rec_t m = p->t[index].rec;
+    if (progress_merge(&m, rec))
+        s_set(f, p, index, &m, false, 0);
+    return 0;
+}
+
+int fleet_restore_doc(fleet_t *f, const uint8_t doc_id[FLEET_ID_LEN], uint8_t kind, uint64_t size)
+{
+    if (!f || !doc_id || size == 0)
+        return GG_EINVAL;
+    if (size > FLEET_MAX_DOC_BYTES)
+        return GG_ETOOBIG;
+    s_doc_t *d = s_doc(f, doc_id);
+    if (d) {
+        if (d->state == S_DOC_HAVE)
+            return 0;
+        d->size = size;
+        d->kind = kind;
+    } else {
+        uint32_t v = s_doc_insert(f, doc_id, kind, size, S_DOC_HAVE);
+        if (v == S_NONE)
+            return f->n_docs >= FLEET_MAX_DOCS ? GG_ETOOBIG : GG_ENOMEM;
+        d = &f->docs[v];
+    }
+    d->state = S_DOC_HAVE;
+    s_feed_touch(f, S_DOC_BIT | (uint32_t) (d - f->docs));
+    return 0;
+}
+
+int fleet_doc_add(fleet_t *f, uint64_t now_ms, const uint8_t doc_id[FLEET_ID_LEN], uint8_t kind,
+                  const uint8_t *data, size_t len)
+{
+    if (!f || !doc_id || !data || len == 0)
+        return GG_EINVAL;
+    if (len > FLEET_MAX_DOC_BYTES)
+        return GG_ETOOBIG;
+    s_fetch_t *fe = s_fetch_find(f, doc_id);
+    if (fe)
+        s_fetch_free(fe);
+    s_doc_t *d = s_doc(f, doc_id);
+    if (d && d->state == S_DOC_HAVE)
+        return 0;
+    if (!d) {
+        uint32_t v = s_doc_insert(f, doc_id, kind, len, S_DOC_HAVE);
+        if (v == S_NONE)
+            return f->n_docs >= FLEET_MAX_DOCS ? GG_ETOOBIG : GG_ENOMEM;
+        d = &f->docs[v];
+    }
+    d->kind = kind;
+    d->size = len;
+    s_doc_have(f, d);
+    s_fetch_next(f, now_ms);
+    return 0;
+}
+
+void fleet_doc_accept(fleet_t *f, uint64_t now_ms, const uint8_t doc_id[FLEET_ID_LEN])
+{
+    if (!f || !doc_id)
+        return;
+    s_doc_t *d = s_doc(f, doc_id);
+    if (d && d->state == S_DOC_VERIFYING)
+        s_doc_have(f, d);
+}
+
+void fleet_doc_reject(fleet_t *f, uint64_t now_ms, const uint8_t doc_id[FLEET_ID_LEN])
+{
+    if (!f || !doc_id)
+        return;
+    s_doc_t *d = s_doc(f, doc_id);
+    if (d && d->state == S_DOC_VERIFYING)
+        d->state = S_DOC_REJECTED;
+}
+
+void fleet_set_doc_reader(fleet_t *f, fleet_doc_reader_fn *fn, void *arg)
+{
+    if (!f)
+        return;
+    f->reader = fn;
+    f->reader_arg = arg;
+}
+
+fleet_doc_state_t fleet_doc_state(const fleet_t *f, const uint8_t doc_id[FLEET_ID_LEN])
+{
+    if (!f || !doc_id)
+        return FLEET_DOC_UNKNOWN;
+    const s_doc_t *d = s_doc(f, doc_id);
+    if (d && d->state != S_DOC_LOST)
+        return d->state == S_DOC_HAVE        ? FLEET_DOC_ACCEPTED
+               : d->state == S_DOC_VERIFYING ? FLEET_DOC_VERIFYING
+                                             : FLEET_DOC_REJECTED;
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
+        if (f->fetch[k].active && memcmp(f->fetch[k].id, doc_id, FLEET_ID_LEN) == 0)
+            return FLEET_DOC_FETCHING;
+    for (uint32_t k = 0; k < f->n_wanted; k++)
+        if (memcmp(f->wanted[k].id, doc_id, FLEET_ID_LEN) == 0)
+            return FLEET_DOC_FETCHING;
+    return FLEET_DOC_UNKNOWN;
+}
+
+bool fleet_msg_type_known(uint32_t wire_type)
+{
+    return wire_type == WIRE_PROGRESS || wire_type == WIRE_DIGEST || wire_type == WIRE_LEASE ||
+           wire_type == WIRE_PLAN;
+}
+
+int fleet_handle(fleet_t *f, uint64_t now_ms, const wire_msg_t *msg)
+{
+    if (!f || !msg)
+        return GG_EINVAL;
+    if (!fleet_msg_type_known(msg->type))
+        return GG_EINVAL;
+    if (s_is_self(f, msg->sender))
+        return 0; /* our own message looped back: nothing to learn */
+    if (msg->body.type != MSGPACK_OBJECT_MAP) {
+        f->stats.malformed++;
+        return GG_EMALFORMED;
+    }
+    s_member_t *from = s_member(f, msg->sender);
+    int rc = 0;
+    switch (msg->type) {
+    case WIRE_PROGRESS: rc = s_on_progress(f, now_ms, &msg->body); break;
+    case WIRE_DIGEST: rc = s_on_digest(f, now_ms, msg, from); break;
+    case WIRE_LEASE: {
+        uint64_t seq;
+        if (wire_get_u64(&msg->body, "seq", &seq) != 0)
+            rc = GG_EMALFORMED;
+        else
+            f->stats.heartbeats_in++;
+        break;
+    }
+    case WIRE_PLAN: rc = s_on_plan(f, now_ms, msg, from); break;
+    default: break;
+    }
+    if (rc == GG_EMALFORMED) {
+        f->stats.malformed++;
+        return rc;
+    }
+    /* any well-formed message from a member is a sign of life (lease renewal) */
+    if (from && from->last_heard < now_ms)
+        from->last_heard = now_ms;
+    return rc;
+}
+
+static void s_heartbeat(fleet_t *f, uint64_t now)
+{
+    f->hb_at = now + f->cfg.lease_ttl_ms / 3;
+    if (f->n_live_peers == 0)
+        return;
+    wire_writer_t *w = wire_writer_new(WIRE_LEASE, f->self, 1);
+    if (!w)
+        return;
+    wire_put_u64(w, "seq", ++f->hb_seq);
+    const uint8_t *data;
+    size_t len;
+    if (wire_writer_finish(w, &data, &len) == 0)
+        for (uint32_t k = 0; k < f->n_live_peers; k++) {
+            s_emit_send(f, f->mem[f->live_peers[k]].pub.address, WIRE_LEASE, data, len);
+            f->stats.heartbeats_out++;
+        }
+    wire_writer_destroy(&w);
+}
+
+void fleet_tick(fleet_t *f, uint64_t now_ms)
+{
+    if (!f)
+        return;
+    if (!f->synced && f->n_live_peers == 0 && f->alone_since != S_NEVER &&
+        now_ms >= f->alone_since + f->cfg.lease_ttl_ms)
+        s_set_synced(f);
+    if (f->pull_out && now_ms >= f->pull_deadline) {
+        f->pull_out = false;
+        f->pull_at = now_ms;
+    }
+    if (!f->pull_out && now_ms >= f->pull_at) {
+        if (f->n_live_peers > 0)
+            s_pull_start(f, now_ms);
+        else
+            f->pull_at = now_ms + f->cfg.anti_entropy_interval_ms;
+    }
+    if (now_ms >= f->lease_wake) {
+        f->lease_wake = S_NEVER;
+        for (uint32_t k = 0; k < f->n_plans; k++)
+            s_wake_takeover(f->plans[k]);
+    }
+    if (now_ms >= f->token_wake) {
+        f->token_wake = S_NEVER;
+        s_wake_all(f, false);
+    }
+    if (f->n_held > 0 && now_ms >= f->hb_at)
+        s_heartbeat(f, now_ms);
+    s_fetch_timeouts(f, now_ms);
+    if (f->synced && !f->leaving && f->n_restored > 0)
+        s_reclaim(f, now_ms);
+    s_scan(f, now_ms);
+    if (f->pq_n > 0 && now_ms >= f->push_at)
+        s_push_round(f, now_ms);
+}
+
+uint64_t fleet_next_deadline(const fleet_t *f)
+{
+    if (!f)
+        return S_NEVER;
+    uint64_t d = S_NEVER;
+    if (f->synced && !f->leaving) {
+        if (f->n_restored > 0 && s_reclaim_due(f))
+            return 0;
+        if (f->capacity > 0)
+            for (uint32_t k = 0; k < f->n_plans; k++)
+                if (f->plans[k]->scan_left > 0 || f->plans[k]->take_left > 0)
+                    return 0;
+    }
+    if (!f->synced && f->n_live_peers == 0 && f->alone_since != S_NEVER)
+        d = s_min(d, f->alone_since + f->cfg.lease_ttl_ms);
+    if (f->pull_out)
+        d = s_min(d, f->pull_deadline);
+    else if (f->n_live_peers > 0)
+        d = s_min(d, f->pull_at);
+    d = s_min(d, f->lease_wake);
+    d = s_min(d, f->token_wake);
+    if (f->n_held > 0)
+        d = s_min(d, f->hb_at);
+    if (f->pq_n > 0)
+        d = s_min(d, f->push_at);
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
+        if (f->fetch[k].active)
+            d = s_min(d, f->fetch[k].progress_at + f->cfg.lease_ttl_ms / 2);
+    return d;
+}
+
+void fleet_leave(fleet_t *f, uint64_t now_ms)
+{
+    if (!f || f->leaving)
+        return;
+    f->leaving = true;
+    uint32_t n = f->n_held;
+    uint32_t *refs = n > 0 ? malloc((size_t) n * sizeof *refs) : NULL;
+    uint32_t got = 0;
+    for (uint32_t k = f->n_held; k-- > 0;) {
+        if (k >= f->n_held)
+            continue;
+        uint32_t ref = f->held[k];
+        if (!s_handback(f, f->plans[ref >> S_PLAN_SHIFT], ref & S_INDEX_MASK, now_ms))
+            continue;
+        if (refs)
+            refs[got++] = ref;
+        else
+            s_push_queue(f, ref, 0);
+    }
+    if (got > 0)
+        s_send_items(f, refs, got, 0, f->live_peers, f->n_live_peers);
+    free(refs);
+}
+
+bool fleet_leave_done(const fleet_t *f)
+{
+    return f && f->leaving && f->out_n == 0;
+}
+
+bool fleet_poll(fleet_t *f, fleet_out_t *out)
+{
+    if (!f || !out || f->out_n == 0)
+        return false;
+    *out = f->out[f->out_head];
+    f->out_head = (f->out_head + 1) % f->out_cap;
+    f->out_n--;
+    if (f->out_n == 0) {
+        f->out_head = 0;
+        if (f->out_cap > 256) {
+            free(f->out);
+            f->out = NULL;
+            f->out_cap = 0;
+        }
+    }
+    return true;
+}
+
+void fleet_out_release(fleet_out_t *out)
+{
+    if (!out)
+        return;
+    free(out->data);
+    memset(out, 0, sizeof *out);
+}
+
+const progress_rec_t *fleet_record(const fleet_t *f, const uint8_t plan_id[FLEET_ID_LEN],
+                                   uint32_t index)
+{
+    if (!f)
+        return NULL;
+    const s_plan_t *p = s_plan(f, plan_id);
+    if (!p || index >= p->n)
+        return NULL;
+    return &p->t[index].rec;
+}
+
+int fleet_plan_stats(const fleet_t *f, const uint8_t plan_id[FLEET_ID_LEN], fleet_plan_stats_t *out)
+{
+    if (!f || !out)
+        return GG_EINVAL;
+    const s_plan_t *p = s_plan(f, plan_id);
+    if (!p)
+        return GG_ENOTFOUND;
+    memset(out, 0, sizeof *out);
+    memcpy(out->counts, p->counts, sizeof out->counts);
+    out->counts[TARGET_PENDING] -= p->gated_waiting;
+    out->counts[TARGET_AWAITING_APPROVAL] += p->gated_waiting;
+    if (p->control == FLEET_PLAN_CANCELLED) {
+        static const target_state_t live[] = {TARGET_PENDING, TARGET_AWAITING_APPROVAL,
+                                              TARGET_RUNNING, TARGET_RETRY_WAIT};
+        for (size_t k = 0; k < sizeof live / sizeof live[0]; k++) {
+            out->counts[TARGET_CANCELLED] += out->counts[live[k]];
+            out->counts[live[k]] = 0;
+        }
+    }
+    out->total = p->n;
+    out->auto_paused = s_auto_paused(p);
+    out->completed = s_completed(p);
+    out->running_here = p->running_self;
+    return 0;
+}
+
+int fleet_owner_of(const fleet_t *f, uint64_t key)
+{
+    if (!f || f->n_own == 0)
+        return -1;
+    return (int) f->own_orig[rendezvous_owner(f->own_seeds, f->n_own, key)];
+}
+
+bool fleet_synced(const fleet_t *f)
+{
+    return f && f->synced;
+}
+
+const fleet_stats_t *fleet_stats(const fleet_t *f)
+{
+    return f ? &f->stats : NULL;
+}
+
+size_t fleet_memory(const fleet_t *f)
+{
+    if (!f)
+        return 0;
+    size_t b = sizeof *f;
+    for (uint32_t k = 0; k < f->n_plans; k++) {
+        const s_plan_t *p = f->plans[k];
+        b += sizeof *p + (size_t) (p->n > 0 ? p->n : 1) * sizeof *p->t +
+             (size_t) S_BITS * (p->words > 0 ? p->words : 1) * sizeof(uint64_t);
+    }
+    b += s_ix_bytes(&f->plan_ix) + s_ix_bytes(&f->mem_ix) + s_ix_bytes(&f->doc_ix) +
+         s_ix_bytes(&f->orphan_ix);
+    b += (size_t) f->n_mem *
+         (sizeof *f->mem + sizeof *f->live_peers + sizeof *f->own_seeds + sizeof *f->own_orig);
+    b += (size_t) f->held_cap * sizeof *f->held;
+    b += f->orphans ? (size_t) S_MAX_ORPHANS * sizeof *f->orphans : 0;
+    b += (size_t) f->docs_cap * sizeof *f->docs;
+    b += f->wanted ? S_MAX_WANTED * sizeof *f->wanted : 0;
+    b += (size_t) f->pq_cap * sizeof *f->pq;
+    b += (size_t) f->out_cap * sizeof *f->out;
+    for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
+        if (f->fetch[k].active)
+            b += f->fetch[k].size + f->fetch[k].n_chunks;
+    return b;
+}

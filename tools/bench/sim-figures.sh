@@ -1,0 +1,136 @@
+#!/bin/sh
+# sim-figures.sh: the simulator's benchmark figures (docs/SIMULATION.md).
+#
+# Builds gaggle-sim with optimisation (a Release build in build-sim-o2, or
+# uses $GAGGLE_SIM), runs each measured scenario, prints every command and
+# then one table of figures. All runs are deterministic: the same seed gives
+# the same numbers (wall-clock speed aside). Usage:
+#   tools/bench/sim-figures.sh            every figure (about 10 minutes)
+#   QUICK=1 tools/bench/sim-figures.sh    fewer trials, no 50%-loss run
+set -eu
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+QUICK=${QUICK:-0}
+SEED=${SEED:-1}
+if [ -z "${GAGGLE_SIM:-}" ]; then
+    BUILD=${GAGGLE_SIM_BUILD:-$SRC/build-sim-o2}
+    cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD" -j2 --target gaggle-sim >/dev/null
+    GAGGLE_SIM=$BUILD/bin/gaggle-sim
+fi
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+if [ "$QUICK" = 1 ]; then TRIALS=3; else TRIALS=5; fi
+
+# run NAME ARGS...: one scenario, its JSON kept as $OUT/NAME.json.
+run() {
+    name=$1
+    shift
+    echo "\$ gaggle-sim --seed $SEED $*" >&2
+    if ! "$GAGGLE_SIM" --seed "$SEED" --json "$@" >"$OUT/$name.json"; then
+        echo "sim-figures: $name failed (invariant violated or error):" >&2
+        cat "$OUT/$name.json" >&2
+        exit 1
+    fi
+}
+
+# get NAME EXPR: a value from a run's JSON (EXPR in Python over `j`).
+get() {
+    python3 - "$OUT/$1.json" "$2" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+try:
+    v = eval(sys.argv[2], {"j": j})
+except (KeyError, TypeError, IndexError):
+    v = None
+if v is None:
+    print("n/a")
+elif isinstance(v, float):
+    print("%.2f" % v)
+else:
+    print(v)
+EOF
+}
+
+# Dissemination: one update to 99.99% of 1,000 nodes.
+run dis0 --nodes 1000 --profile lan --duration 10m --experiment disseminate --trials $TRIALS
+run dis10 --nodes 1000 --profile lan --duration 10m --experiment disseminate --trials $TRIALS --loss 0.1
+run dis10g --nodes 1000 --profile lan --duration 10m --experiment disseminate --trials $TRIALS \
+    --loss 0.1 --loss-on gossip
+run dis50g --nodes 1000 --profile lan --duration 10m --experiment disseminate --trials $TRIALS \
+    --loss 0.5 --loss-on gossip
+if [ "$QUICK" != 1 ]; then
+    run dis50 --nodes 1000 --profile lan --duration 10m --experiment disseminate --trials 3 \
+        --loss 0.5
+fi
+# Crash detection.
+run det100 --nodes 100 --profile lan --duration 1h --experiment detect --trials 20
+run det1000 --nodes 1000 --profile lan --duration 1h --experiment detect --trials $TRIALS
+# False dead declarations at 10% loss with one node 5x slow (three seeds of
+# 100 node-hours each).
+for s in 1 2 3; do
+    SEED=$s run fd$s --nodes 100 --profile lan --duration 1h --loss 0.1 --slow 1 --slow-factor 5
+done
+# Ownership: targets moved when one node joins 100 (and 1,000).
+run join100 --nodes 101 --profile lan --duration 10m --experiment join --targets 10000
+run join1000 --nodes 1001 --profile lan --duration 10m --experiment join --targets 10000
+# Speed: 1,000 nodes, lan, 10 minutes, no faults.
+run speed --nodes 1000 --profile lan --duration 10m
+
+d() { # dissemination row: NAME LABEL
+    printf '  %-44s %8s %8s %8s %8s\n' "$2" "$(get "$1" 'j["experiment"]["t50"]["mean"]')" \
+        "$(get "$1" 'j["experiment"]["t99"]["mean"]')" \
+        "$(get "$1" 'j["experiment"]["t9999"]["mean"]')" \
+        "$(get "$1" 'j["experiment"]["t9999"]["max"]')"
+}
+fd_sum() { # total of one stat over the three false-dead runs
+    python3 - "$OUT" "$1" <<'EOF'
+import json, sys
+print(sum(json.load(open("%s/fd%d.json" % (sys.argv[1], s)))["stats"][sys.argv[2]]
+          for s in (1, 2, 3)))
+EOF
+}
+
+echo
+echo "gaggle-sim figures (lan profile, seed ${SEED:-1}; times in virtual seconds)"
+echo
+echo "Dissemination of one update, 1,000 nodes (Serf's model: ~2.2 s, ~4.4 s at 50% loss)"
+printf '  %-44s %8s %8s %8s %8s\n' "" "50%" "99%" "99.99%" "max"
+d dis0 "no loss"
+d dis10 "10% loss, every message"
+d dis10g "10% loss, gossip messages only"
+d dis50g "50% loss, gossip messages only"
+if [ "$QUICK" != 1 ]; then d dis50 "50% loss, every message"; fi
+echo
+echo "Crash detection (memberlist: ~10 s at 100 nodes, ~14 s at 1,000)"
+printf '  %-44s %8s %8s %8s\n' "" "suspect" "1st dead" "all dead"
+for n in 100 1000; do
+    printf '  %-44s %8s %8s %8s\n' "$n nodes (mean)" \
+        "$(get det$n 'j["experiment"]["first_suspect"]["mean"]')" \
+        "$(get det$n 'j["experiment"]["first_dead"]["mean"]')" \
+        "$(get det$n 'j["experiment"]["all_dead"]["mean"]')"
+done
+echo
+echo "False dead declarations, 100 nodes, 10% loss, one node 5x slow (goal 0)"
+printf '  %-44s %s\n' "node-hours simulated" "$(fd_sum node_hours)"
+printf '  %-44s %s\n' "suspicions (of the slow node) / refutations" \
+    "$(fd_sum suspicions) ($(fd_sum suspicions_of_slow)) / $(fd_sum refutations)"
+printf '  %-44s %s\n' "false dead declarations" "$(fd_sum false_dead)"
+printf '  %-44s %s\n' "false dead episodes" "$(fd_sum false_dead_episodes)"
+echo
+echo "Ownership (rendezvous over the live view, 10,000 targets)"
+for n in 100 1000; do
+    printf '  %-44s %s of %s (1/(N+1) = %s)\n' "targets moved when one node joins $n" \
+        "$(get join$n 'j["experiment"]["moved"]')" "$(get join$n 'j["experiment"]["targets"]')" \
+        "$(get join$n '10000 / (j["nodes"])')"
+    printf '  %-44s %s / %s\n' "max/mean owned before / after ($n nodes)" \
+        "$(get join$n 'j["experiment"]["max_mean_before"]')" \
+        "$(get join$n 'j["experiment"]["max_mean_after"]')"
+done
+echo
+echo "Speed, 1,000 nodes, lan, 10 minutes (goal >= 10 simulated s per wall s)"
+printf '  %-44s %s\n' "whole run (fleet forming included)" "$(get speed 'j["sim_s_per_wall_s"]')"
+printf '  %-44s %s\n' "after the fleet formed" \
+    "$(get speed 'j["sim_s_per_wall_s_after_forming"]')"
+printf '  %-44s %s s\n' "fleet formed at" "$(get speed 'j["formed_s"]')"
