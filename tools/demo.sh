@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 
 START=$(date +%s.%N)
-say() { printf '\n== %s\n' "$*"; }
+say() { printf '\n== [%5.1fs] %s\n' "$(python3 -c "import time; print(time.time() - $START)")" "$*"; }
 
 say "installing dependencies"
 ./tools/install-deps.sh
@@ -83,7 +83,8 @@ for n in n1 n2 n3; do
     args=(--name $n --data-dir "$OUT/$n" --bind tcp://127.0.0.1:$bind --http 127.0.0.1:$http
           --node-cert "$OUT/keys/$n.cert" --operators "$OUT/operators" --workers 8)
     [ -n "$SEED" ] && args+=(--join "$SEED")
-    gaggled "${args[@]}" 2>"$OUT/$n.log" &
+    # Steps see the agent's PATH: the system's tools first.
+    PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$BIN/gaggled" "${args[@]}" 2>"$OUT/$n.log" &
     PIDS+=($!)
     [ -z "$SEED" ] && SEED=tcp://127.0.0.1:$bind
 done
@@ -155,8 +156,9 @@ for n in n1 n2 n3; do
         python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], {k:v for k,v in d["counts"].items() if v})'
 done
 
-say "report"
-gaggle --addr "${HTTP[n1]}" report "$PLAN" --format md | head -40
+say "report (first lines; the whole one is in $OUT/report.md)"
+gaggle --addr "${HTTP[n1]}" report "$PLAN" --format md >"$OUT/report.md"
+head -40 "$OUT/report.md"
 
 migrated=$(find "$OUT/catalog-out" -name '*.yaml' 2>/dev/null | wc -l)
 sample=$(find "$OUT/catalog/components" -maxdepth 1 -mindepth 1 -type d | head -1)
