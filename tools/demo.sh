@@ -116,7 +116,9 @@ spec:
     consumersOf: resource:default/user-ds-v1
     kinds: [Component]
   vars: {from: user_ds_v1, to: user_ds_v2}
-  precheck: {run: "{{target.path}}/precheck.sh"}
+  # Already migrated: a clean checkout without the old name. A checkout left
+  # rewritten by an earlier attempt still needs its check and commit.
+  precheck: {run: "cd {{target.path}} && { git diff --quiet || exit 0; } && ./precheck.sh"}
   steps:
     - name: rewrite
       rewrite:
