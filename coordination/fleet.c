@@ -77,7 +77,7 @@
  *
  *   type          | body
  *   --------------+-------------------------------------------------------
- *   WIRE_PROGRESS | {"hop": uint, "items": [item]}   pushed changes
+ *   WIRE_PROGRESS | {"hop": uint <= 16, "items": [item]}   pushed changes
  *   WIRE_DIGEST   | {"k": 0, "f": feed id, "s": since, "q": request id}  pull
  *   WIRE_DIGEST   | {"k": 1, "f": feed id, "n": next, "m": bool more,
  *                 |  "q": request id, "items": [item],

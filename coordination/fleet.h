@@ -266,8 +266,13 @@ typedef struct {
     uint64_t claims, takeovers, reclaims, handbacks;
     uint64_t conflicts;      /* same-epoch races lost (aborted) */
     uint64_t fenced_results; /* outcomes discarded: superseded epoch */
-    uint64_t records_in, records_out, records_merged;
-    uint64_t docs_in, docs_out, pulls, malformed;
+    uint64_t records_in;     /* records received (pushed or pulled) */
+    uint64_t records_out;    /* records sent (per message, not per peer) */
+    uint64_t records_merged; /* received records that changed ours */
+    uint64_t docs_in;        /* documents assembled and handed over (FOUT_DOC) */
+    uint64_t docs_out;       /* document chunks served */
+    uint64_t pulls;          /* pull requests sent (one per page) */
+    uint64_t malformed;      /* messages or items refused */
     uint64_t heartbeats_out, heartbeats_in;
     uint64_t scan_work;       /* claim-scan work units done by fleet_tick (one per target
                                  check, plus members/32 per ownership computation); at

@@ -1549,8 +1549,6 @@ static void test_net_retry_wait_takeover(void)
     for (int i = 0; i < 2; i++)
         REQUIRE(fn_start(&net, i, false) == 0);
     fn_view_all(&net);
-    s_goal_t none = {a, 0};
-    (void) none;
     fn_run_until(&net, net.now + 3000);
     /* every target waits to retry under its holder's lease */
     for (int k = 0; k < 2; k++)
@@ -1726,14 +1724,11 @@ static void test_net_doc_source_retry(void)
     net.nodes[0].docs[0].accepted = false; /* its reader finds nothing */
     fn_run_until(&net, net.now + 100);
     fn_cut(&net, 1, 2, false);
+    CHECK(fleet_doc_state(net.nodes[2].f, acc.doc_ids[0]) == FLEET_DOC_FETCHING);
     uint64_t t0 = net.now;
-    s_doc_goal_t g = {acc.doc_ids[0], doc, len};
-    net.nodes[0].docs[0].accepted = true; /* only so that the goal can hold */
     bool ok = false;
-    while (net.now < t0 + 20000 && !(ok = s_has_doc(&net, 2, g.id, doc, len))) {
-        net.nodes[0].docs[0].accepted = false;
+    while (net.now < t0 + 20000 && !(ok = s_has_doc(&net, 2, acc.doc_ids[0], doc, len)))
         fn_run_until(&net, net.now + 10);
-    }
     CHECK(ok);
     CHECK(net.now - t0 >= net.cfg.lease_ttl_ms / 2); /* after a timeout */
     CHECK(acc.docs[2][0] == 1);
@@ -1779,6 +1774,69 @@ static void test_net_late_plan_waits_for_pull(void)
     s_free(&net);
 }
 
+/* With a small fanout and no anti-entropy in sight, a change reaches every
+ * node by hop-limited forwarding. */
+static void test_net_push_epidemic(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 8, 25);
+    net.cfg.push_fanout = 2;
+    net.cfg.max_hops = 4;
+    net.cfg.anti_entropy_interval_ms = 600000;
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(&net, 10, &ro);
+    fn_plan_t *p = &net.plans[k];
+    for (uint32_t i = 0; i < p->n; i++)
+        p->gated[i] = true; /* nothing runs: only the operator's change moves */
+    for (int i = 0; i < 8; i++)
+        REQUIRE(fn_start(&net, i, false) == 0);
+    fn_view_all(&net);
+    fn_run_until(&net, net.now + 500);
+    uint64_t pulls = SUM_STAT(&net, pulls);
+    progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, 3);
+    r.generation = 1;
+    r.state = TARGET_SKIPPED;
+    CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, 3, &r) == 0);
+    fn_run_until(&net, net.now + 300);
+    int got = 0;
+    for (int i = 0; i < 8; i++)
+        got += fleet_record(net.nodes[i].f, p->id, 3)->generation == 1;
+    CHECK(got == 8);
+    CHECK(SUM_STAT(&net, pulls) == pulls); /* pushes alone */
+    s_free(&net);
+}
+
+/* A feed longer than one message is pulled in pages; the puller is synced
+ * only once it has them all. */
+static void test_net_paged_pull(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 2, 26);
+    fleet_rollout_t ro = s_ro();
+    const uint32_t n = 5000;
+    int k = fn_plan(&net, n, &ro);
+    fn_plan_t *p = &net.plans[k];
+    for (uint32_t i = 0; i < n; i++)
+        p->gated[i] = true;
+    REQUIRE(fn_start(&net, 0, false) == 0);
+    fn_push_view(&net, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, i);
+        r.generation = 1;
+        r.state = TARGET_SKIPPED;
+        snprintf(r.error, sizeof r.error, "settled by hand (%u)", i);
+        CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, i, &r) == 0);
+    }
+    REQUIRE(fn_start(&net, 1, false) == 0);
+    fn_view_all(&net);
+    CHECK(fn_run_until_pred(&net, net.now + 5000, s_synced_pred, &net.nodes[1]));
+    CHECK(s_count_state(net.nodes[1].f, p->id, n, TARGET_SKIPPED) == n);
+    CHECK(fleet_stats(net.nodes[1].f)->pulls >= 3);
+    s_free(&net);
+}
+
 int main(void)
 {
     GG_RUN(test_config_and_api);
@@ -1806,5 +1864,7 @@ int main(void)
     GG_RUN(test_unknown_plan_records);
     GG_RUN(test_net_doc_source_retry);
     GG_RUN(test_net_late_plan_waits_for_pull);
+    GG_RUN(test_net_push_epidemic);
+    GG_RUN(test_net_paged_pull);
     GG_DONE();
 }
