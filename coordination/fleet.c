@@ -36,9 +36,11 @@
  *   held by X, plan cancelled    --> cancelled@e               FOUT_ABORT CANCELLED
  *   held by X, fleet_leave (or waiting to retry on a draining X)
  *                                --> pending@e+1, no holder    FOUT_ABORT LEAVING
- *   held by X after a restart (restored, not run by this instance), once
- *   synced --> running@e+1 (re-claim), cancelled (plan cancelled) or
- *   pending@e+1 (plan paused, X draining).
+ *   held by X in X's own store at a restart: restored as pending@e (a claim
+ *   that may never have left X yields to a same-epoch claim by a peer);
+ *   held by X in a peer's copy (learned after the restart, not run by this
+ *   instance), once synced --> running@e+1 (re-claim), cancelled (plan
+ *   cancelled) or pending@e+1 (plan paused, X draining).
  *
  *   transition        | performed by
  *   ------------------+------------------------------------------------
@@ -2442,8 +2444,17 @@ int fleet_restore_record(fleet_t *f, const uint8_t plan_id[FLEET_ID_LEN], uint32
     }
     if (index >= p->n)
         return GG_ENOTFOUND;
+    progress_rec_t r = *rec;
+    if (s_held_by_self(f, &r)) {
+        /* A claim this node stored before it stopped may never have left it:
+         * another node, not knowing it, may have claimed the same epoch.
+         * Restored as pending (same epoch), it yields to any claim a peer
+         * holds at that epoch; if a peer has our claim, that copy (running)
+         * wins the merge and it is re-claimed at epoch+1 once synced. */
+        r.state = TARGET_PENDING;
+    }
     progress_rec_t m = p->t[index].rec;
-    if (progress_merge(&m, rec))
+    if (progress_merge(&m, &r))
         s_set(f, p, index, &m, false, 0);
     return 0;
 }
