@@ -66,6 +66,16 @@ typedef struct {
     uint64_t due_ms;
 } s_retry_t;
 
+/* A write waiting for the next group commit. */
+typedef struct {
+    store_db_t db;
+    uint8_t key[36];
+    void *val;
+    size_t len;
+} s_write_t;
+
+#define PENDING_WRITES_MAX 65536
+
 struct _engine_t {
     agent_t *agent;
     cluster_t *cluster;
@@ -78,6 +88,8 @@ struct _engine_t {
     s_retry_t *retries;
     size_t n_retries, cap_retries;
     store_batch_t *batch;
+    s_write_t *pending; /* records and logs, written together by s_flush */
+    size_t n_pending, cap_pending;
     int ticker;
     bool draining_outputs;
     bool leaving;
@@ -133,12 +145,58 @@ static void s_commit(engine_t *self)
     }
 }
 
+static void s_flush(engine_t *self);
+
+/* Queues a write for the next group commit (s_flush, from the ticker): every
+ * record and log changed in a few milliseconds share one transaction. */
+static void s_queue_write(engine_t *self, store_db_t db, const uint8_t key[36], const void *val,
+                          size_t len)
+{
+    if (self->n_pending >= PENDING_WRITES_MAX)
+        s_flush(self);
+    if (self->n_pending == self->cap_pending) {
+        size_t cap = self->cap_pending ? self->cap_pending * 2 : 256;
+        s_write_t *grown = realloc(self->pending, cap * sizeof *grown);
+        if (!grown) {
+            self->persist_errors++;
+            return;
+        }
+        self->pending = grown;
+        self->cap_pending = cap;
+    }
+    void *copy = malloc(len ? len : 1);
+    if (!copy) {
+        self->persist_errors++;
+        return;
+    }
+    memcpy(copy, val, len);
+    s_write_t *w = &self->pending[self->n_pending++];
+    w->db = db;
+    memcpy(w->key, key, 36);
+    w->val = copy;
+    w->len = len;
+}
+
+/* One write transaction for everything queued (later writes of a key win:
+ * they are applied in order). */
+static void s_flush(engine_t *self)
+{
+    if (!self->n_pending)
+        return;
+    store_batch_t *b = s_batch(self);
+    for (size_t i = 0; i < self->n_pending; i++) {
+        s_write_t *w = &self->pending[i];
+        if (b && store_batch_put(b, w->db, w->key, sizeof w->key, w->val, w->len) != 0)
+            self->persist_errors++;
+        free(w->val);
+    }
+    self->n_pending = 0;
+    s_commit(self);
+}
+
 static void s_persist_record(engine_t *self, const uint8_t plan[32], uint32_t index,
                              const progress_rec_t *rec)
 {
-    store_batch_t *b = s_batch(self);
-    if (!b)
-        return;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -146,8 +204,7 @@ static void s_persist_record(engine_t *self, const uint8_t plan[32], uint32_t in
     progress_pack(rec, &pk);
     uint8_t key[36];
     s_target_key(plan, index, key);
-    if (store_batch_put(b, STORE_DB_TARGETS, key, sizeof key, sb.data, sb.size) != 0)
-        self->persist_errors++;
+    s_queue_write(self, STORE_DB_TARGETS, key, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -705,11 +762,9 @@ static char *s_read_tail(const char *path, size_t max, size_t *len)
 static void s_store_log(engine_t *self, const s_plan_t *p, uint32_t index, const char *tail,
                         size_t len)
 {
-    store_batch_t *b = s_batch(self);
     uint8_t key[36];
     s_target_key(p->pub.id, index, key);
-    if (b && store_batch_put(b, STORE_DB_LOGS, key, sizeof key, tail ? tail : "", len) != 0)
-        self->persist_errors++;
+    s_queue_write(self, STORE_DB_LOGS, key, tail ? tail : "", tail ? len : 0);
 }
 
 static void s_run_done(void *arg, uint64_t run_id, const runner_outcome_t *o)
@@ -876,7 +931,7 @@ static void s_drain(engine_t *self)
         fleet_out_release(&out);
         s_set_capacity(self);
     }
-    s_commit(self);
+    s_commit(self); /* documents and audit entries; records wait for s_flush */
     self->draining_outputs = false;
 }
 
@@ -888,6 +943,7 @@ static int s_ticker(zloop_t *loop, int timer_id, void *arg)
     if (now >= fleet_next_deadline(self->fleet))
         fleet_tick(self->fleet, now);
     s_drain(self);
+    s_flush(self);
     return 0;
 }
 
@@ -1139,6 +1195,7 @@ void engine_destroy(engine_t **self_p)
         return;
     if (self->ticker > 0)
         zloop_timer_end(agent_loop(self->agent), self->ticker);
+    s_flush(self); /* nothing queued is lost at a clean stop */
     if (self->batch)
         store_batch_abort(&self->batch);
     runner_destroy(&self->runner);
@@ -1148,6 +1205,7 @@ void engine_destroy(engine_t **self_p)
         s_plan_free(self->plans[i]);
     free(self->plans);
     free(self->retries);
+    free(self->pending);
     zhashx_destroy(&self->runs);
     zhashx_destroy(&self->log_cache);
     free(self);
