@@ -1567,6 +1567,17 @@ static void s_join_attempt(membership_t *m, uint64_t now)
     m->join_backoff = next > m->p.join_backoff_max_ms ? m->p.join_backoff_max_ms : (uint32_t) next;
 }
 
+/* True when address is a live (alive or suspect) member's. O(live members),
+ * run once per reconnect interval. */
+static bool s_is_live_address(const membership_t *m, const char *address)
+{
+    const s_vec_t *live = &m->set[S_SET_LIVE];
+    for (uint32_t k = 0; k < live->n; k++)
+        if (strcmp(m->slots[live->v[k]].pub.address, address) == 0)
+            return true;
+    return false;
+}
+
 static void s_reconnect(membership_t *m, uint64_t now)
 {
     m->reconnect_next = s_add_sat(now, m->p.reconnect_interval_ms);
@@ -1578,7 +1589,10 @@ static void s_reconnect(membership_t *m, uint64_t now)
     if (r < dead->n) {
         uint32_t slot = dead->v[r];
         s_send_sync(m, m->slots[slot].pub.id, m->slots[slot].pub.address);
-    } else if (!s_is_own_address(m, m->seeds[r - dead->n])) {
+    } else if (!s_is_own_address(m, m->seeds[r - dead->n]) &&
+               !s_is_live_address(m, m->seeds[r - dead->n])) {
+        /* A seed that is a live member is already in touch: the regular
+         * push-pull covers it, a full exchange every interval would not. */
         s_send_sync(m, NULL, m->seeds[r - dead->n]);
     }
 }

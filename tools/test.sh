@@ -16,6 +16,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 ctest --test-dir "$BUILD" --output-on-failure -j2 -L unit "$@"
 ctest --test-dir "$BUILD" --output-on-failure -L integration "$@"
+ctest --test-dir "$BUILD" --output-on-failure -L sim "$@"
 if [ -x tests/fuzz/run-fuzz.sh ]; then
     tests/fuzz/run-fuzz.sh "${GAGGLE_FUZZ_SECONDS:-20}"
 fi

@@ -23,12 +23,13 @@ trap 'rm -rf "$OUT"' EXIT
 
 if [ "$QUICK" = 1 ]; then TRIALS=3; else TRIALS=5; fi
 
-# run NAME ARGS...: one scenario, its JSON kept as $OUT/NAME.json.
+# run NAME ARGS...: one scenario (seed $RUN_SEED), its JSON kept as $OUT/NAME.json.
+RUN_SEED=$SEED
 run() {
     name=$1
     shift
-    echo "\$ gaggle-sim --seed $SEED $*" >&2
-    if ! "$GAGGLE_SIM" --seed "$SEED" --json "$@" >"$OUT/$name.json"; then
+    echo "\$ gaggle-sim --seed $RUN_SEED $*" >&2
+    if ! "$GAGGLE_SIM" --seed "$RUN_SEED" --json "$@" >"$OUT/$name.json"; then
         echo "sim-figures: $name failed (invariant violated or error):" >&2
         cat "$OUT/$name.json" >&2
         exit 1
@@ -70,8 +71,10 @@ run det1000 --nodes 1000 --profile lan --duration 1h --experiment detect --trial
 # False dead declarations at 10% loss with one node 5x slow (three seeds of
 # 100 node-hours each).
 for s in 1 2 3; do
-    SEED=$s run fd$s --nodes 100 --profile lan --duration 1h --loss 0.1 --slow 1 --slow-factor 5
+    RUN_SEED=$((SEED + s - 1))
+    run fd$s --nodes 100 --profile lan --duration 1h --loss 0.1 --slow 1 --slow-factor 5
 done
+RUN_SEED=$SEED
 # Ownership: targets moved when one node joins 100 (and 1,000).
 run join100 --nodes 101 --profile lan --duration 10m --experiment join --targets 10000
 run join1000 --nodes 1001 --profile lan --duration 10m --experiment join --targets 10000
@@ -93,7 +96,7 @@ EOF
 }
 
 echo
-echo "gaggle-sim figures (lan profile, seed ${SEED:-1}; times in virtual seconds)"
+echo "gaggle-sim figures (lan profile, seed $SEED; times in virtual seconds)"
 echo
 echo "Dissemination of one update, 1,000 nodes (Serf's model: ~2.2 s, ~4.4 s at 50% loss)"
 printf '  %-44s %8s %8s %8s %8s\n' "" "50%" "99%" "99.99%" "max"
@@ -114,14 +117,14 @@ done
 echo
 echo "False dead declarations, 100 nodes, 10% loss, one node 5x slow (goal 0)"
 printf '  %-44s %s\n' "node-hours simulated" "$(fd_sum node_hours)"
-printf '  %-44s %s\n' "suspicions (of the slow node) / refutations" \
+printf '  %-44s %s\n' "suspicions per observer (of slow node) / refuted" \
     "$(fd_sum suspicions) ($(fd_sum suspicions_of_slow)) / $(fd_sum refutations)"
 printf '  %-44s %s\n' "false dead declarations" "$(fd_sum false_dead)"
 printf '  %-44s %s\n' "false dead episodes" "$(fd_sum false_dead_episodes)"
 echo
 echo "Ownership (rendezvous over the live view, 10,000 targets)"
 for n in 100 1000; do
-    printf '  %-44s %s of %s (1/(N+1) = %s)\n' "targets moved when one node joins $n" \
+    printf '  %-44s %s of %s (expected ~%s)\n' "targets moved when one node joins $n" \
         "$(get join$n 'j["experiment"]["moved"]')" "$(get join$n 'j["experiment"]["targets"]')" \
         "$(get join$n '10000 / (j["nodes"])')"
     printf '  %-44s %s / %s\n' "max/mean owned before / after ($n nodes)" \
