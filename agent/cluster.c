@@ -14,8 +14,8 @@
 #include <string.h>
 #include <time.h>
 
-#define LEAVE_DEADLINE_MS 3000
-#define HANDLERS_MAX 256
+#define LEAVE_DEADLINE_MS  3000
+#define HANDLERS_MAX       256
 #define REVOCATION_DOC_MAX (16u << 10)
 
 struct _cluster_t {
@@ -298,13 +298,15 @@ static void s_collect(metrics_t *m, void *arg)
                       (double) membership_health(self->membership));
     metrics_gauge_set(m, "gaggle_membership_checksum", NULL,
                       (double) (membership_checksum(self->membership) & 0xFFFFFFFFFFFFull));
-    metrics_gauge_set(m, "gaggle_peer_sockets", NULL, (double) (st->peers_open - st->peers_evicted));
+    metrics_gauge_set(m, "gaggle_peer_sockets", NULL,
+                      (double) (st->peers_open - st->peers_evicted));
     const membership_stats_t *ms = membership_stats(self->membership);
     metrics_counter_set(m, "gaggle_membership_probes_total", NULL, (double) ms->probes);
     metrics_counter_set(m, "gaggle_membership_probes_failed_total", NULL,
                         (double) ms->probes_failed);
     metrics_counter_set(m, "gaggle_membership_refutations_total", NULL, (double) ms->refutations);
-    metrics_counter_set(m, "gaggle_store_persist_errors_total", NULL, (double) self->persist_errors);
+    metrics_counter_set(m, "gaggle_store_persist_errors_total", NULL,
+                        (double) self->persist_errors);
     metrics_counter_set(m, "gaggle_revocations_total", (const char *[]){"result", "applied", NULL},
                         (double) self->revocations_applied);
     metrics_counter_set(m, "gaggle_revocations_total", (const char *[]){"result", "refused", NULL},
@@ -372,8 +374,7 @@ static int s_http_members(void *arg, const http_request_t *req, http_response_t 
 static void s_revoke_subject(trust_t *trust, const char *subject)
 {
     uint8_t key[CERT_PUBLIC_LEN];
-    if (strlen(subject) == CERT_PUBLIC_LEN * 2 &&
-        signed_hex_decode(subject, key, sizeof key) == 0)
+    if (strlen(subject) == CERT_PUBLIC_LEN * 2 && signed_hex_decode(subject, key, sizeof key) == 0)
         (void) trust_revoke_key(trust, key);
     else
         (void) trust_revoke_name(trust, subject);
@@ -415,7 +416,7 @@ static int s_revocation(cluster_t *self, const char *text, size_t len, char *sub
     rc = signed_verify(doc, agent_trust(self->agent), &payload, NULL);
     if (rc) {
         snprintf(err, errlen, "%s",
-                 rc == GG_EPERM    ? "the command is not signed by a trusted operator key"
+                 rc == GG_EPERM     ? "the command is not signed by a trusted operator key"
                  : rc == GG_ECRYPTO ? "the command's signature does not verify"
                                     : "the body is not a signed document");
         goto out;
@@ -485,8 +486,7 @@ static int s_revocation_visit(const void *key, size_t klen, const void *val, siz
     json_t *doc = NULL, *payload = NULL;
     signed_command_t cmd;
     char err[128];
-    if (signed_parse(val, vlen, &doc) == 0 &&
-        (payload = json_object_get(doc, "payload")) != NULL &&
+    if (signed_parse(val, vlen, &doc) == 0 && (payload = json_object_get(doc, "payload")) != NULL &&
         signed_command_check(payload, &cmd, err, sizeof err) == 0 && cmd.subject)
         s_revoke_subject(agent_trust(walk->self->agent), cmd.subject);
     json_decref(doc);
@@ -572,8 +572,8 @@ transport_t *cluster_transport(cluster_t *self)
 int cluster_set_draining(cluster_t *self, bool draining)
 {
     const member_t *me = membership_self(self->membership);
-    uint32_t flags = draining ? (me->flags | MEMBER_FLAG_DRAINING)
-                              : (me->flags & ~MEMBER_FLAG_DRAINING);
+    uint32_t flags =
+        draining ? (me->flags | MEMBER_FLAG_DRAINING) : (me->flags & ~MEMBER_FLAG_DRAINING);
     int rc = membership_set_flags(self->membership, cluster_now_ms(), flags);
     s_drain(self);
     return rc;
@@ -639,8 +639,8 @@ cluster_t *cluster_new(agent_t *agent, char *err, size_t errlen)
     randombytes_buf(&seed, sizeof seed);
     uint64_t now = cluster_now_ms();
     self->membership =
-        membership_new(&self->profile, agent_node_key(agent)->public_key, agent_node_cert(agent)->name,
-                       cfg->advertise, incarnation, seed, now);
+        membership_new(&self->profile, agent_node_key(agent)->public_key,
+                       agent_node_cert(agent)->name, cfg->advertise, incarnation, seed, now);
     if (!self->membership) {
         snprintf(err, errlen, "cannot start membership (bad name or address: %s)", cfg->advertise);
         goto fail;

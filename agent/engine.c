@@ -38,17 +38,17 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define CHUNK_BYTES (1u << 20)
-#define LOG_CACHE_MAX 64
-#define RETRIES_MAX 65536
+#define CHUNK_BYTES         (1u << 20)
+#define LOG_CACHE_MAX       64
+#define RETRIES_MAX         65536
 #define AUDIT_LIMIT_DEFAULT 1000
 
 typedef struct {
     engine_plan_t pub;
     uint64_t control_issued;
     char control_nonce[SIGNED_NONCE_HEX_LEN + 1];
-    uint32_t *approvals;      /* per target: count of distinct operator keys (bounded) */
-    zhashx_t *approval_keys;  /* "index:keyhex" -> present */
+    uint32_t *approvals;     /* per target: count of distinct operator keys (bounded) */
+    zhashx_t *approval_keys; /* "index:keyhex" -> present */
 } s_plan_t;
 
 typedef struct {
@@ -293,9 +293,9 @@ static void s_audit(engine_t *self, const char *type, const char *plan_hex,
 {
     char keyhex[65];
     sodium_bin2hex(keyhex, sizeof keyhex, signer, 32);
-    json_t *e = json_pack("{s:I, s:s, s:s?, s:s, s:I}", "at", (json_int_t) (s_wall_ms() / 1000),
-                          "type", type, "plan", plan_hex, "operator", keyhex, "issued",
-                          (json_int_t) issued);
+    json_t *e =
+        json_pack("{s:I, s:s, s:s?, s:s, s:I}", "at", (json_int_t) (s_wall_ms() / 1000), "type",
+                  type, "plan", plan_hex, "operator", keyhex, "issued", (json_int_t) issued);
     char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
     uint8_t key[8];
     uint64_t seq = ++self->audit_seq;
@@ -557,7 +557,8 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
     char idhex[SIGNED_HASH_HEX_LEN + 1];
     int status = 400;
     if (signed_parse(text, len, &doc) != 0) {
-        snprintf(err, errlen, "the body is not a signed document (JSON with payload and signature)");
+        snprintf(err, errlen,
+                 "the body is not a signed document (JSON with payload and signature)");
         goto out;
     }
     int rc = signed_verify(doc, agent_trust(self->agent), &payload, signer);
@@ -572,7 +573,8 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
         goto out;
     }
     if (rc) {
-        snprintf(err, errlen, "the body is not a signed document (JSON with payload and signature)");
+        snprintf(err, errlen,
+                 "the body is not a signed document (JSON with payload and signature)");
         goto out;
     }
     if (signed_hash_hex(payload, idhex) != 0 || signed_hex_decode(idhex, id_out, 32) != 0) {
@@ -657,8 +659,8 @@ static void s_on_doc(engine_t *self, const uint8_t id[32], const uint8_t *data, 
 {
     uint8_t got[32], kind = 0;
     char err[256] = "";
-    int status = s_accept_doc(self, (const char *) data, len, false, got, &kind, NULL, err,
-                              sizeof err);
+    int status =
+        s_accept_doc(self, (const char *) data, len, false, got, &kind, NULL, err, sizeof err);
     if (status != 200 || memcmp(got, id, 32) != 0) {
         self->docs_rejected++;
         gg_warn("engine: a replicated document was refused: %s",
@@ -819,8 +821,8 @@ static void s_run_done(void *arg, uint64_t run_id, const runner_outcome_t *o)
             }
         }
         if (self->n_retries < self->cap_retries)
-            self->retries[self->n_retries++] = (s_retry_t){
-                p, run->index, run->epoch, run->attempt, s_now() + o->backoff_ms};
+            self->retries[self->n_retries++] =
+                (s_retry_t){p, run->index, run->epoch, run->attempt, s_now() + o->backoff_ms};
     } else if (rc == GG_ESTALE) {
         gg_info("engine: result of %s (epoch %u) discarded: the lease was superseded",
                 plan_target(p->pub.plan, run->index)->ref, run->epoch);
@@ -903,9 +905,7 @@ static void s_drain(engine_t *self)
             if (p)
                 s_start_run(self, p, out.index, out.rec.epoch, out.rec.attempt);
             break;
-        case FOUT_ABORT:
-            s_abort_run(self, out.plan_id, out.index, out.reason);
-            break;
+        case FOUT_ABORT: s_abort_run(self, out.plan_id, out.index, out.reason); break;
         case FOUT_RECORD:
             s_persist_record(self, out.plan_id, out.index, &out.rec);
             if (zhashx_size(self->log_cache) && (p = s_find_plan(self, out.plan_id)) != NULL) {
@@ -914,17 +914,16 @@ static void s_drain(engine_t *self)
                 zhashx_delete(self->log_cache, key);
             }
             break;
-        case FOUT_DOC:
-            s_on_doc(self, out.doc_id, out.data, out.len);
-            break;
+        case FOUT_DOC: s_on_doc(self, out.doc_id, out.data, out.len); break;
         case FOUT_PLAN_STATE:
             p = s_find_plan(self, out.plan_id);
             if (p) {
                 fleet_plan_stats_t st;
                 if (fleet_plan_stats(self->fleet, p->pub.id, &st) == 0)
                     gg_info("engine: plan %s is %s", plan_name(p->pub.plan),
-                            st.completed ? "completed" : st.auto_paused ? "paused (failures)"
-                                                                        : "active");
+                            st.completed     ? "completed"
+                            : st.auto_paused ? "paused (failures)"
+                                             : "active");
             }
             break;
         }
@@ -1023,8 +1022,8 @@ static int s_restore_record(const void *key, size_t klen, const void *val, size_
     if (msgpack_unpack_next(&up, val, vlen, &off) == MSGPACK_UNPACK_SUCCESS && off == vlen &&
         progress_unpack(&up.data, &rec) == 0) {
         const uint8_t *k = key;
-        uint32_t index = ((uint32_t) k[32] << 24) | ((uint32_t) k[33] << 16) |
-                         ((uint32_t) k[34] << 8) | k[35];
+        uint32_t index =
+            ((uint32_t) k[32] << 24) | ((uint32_t) k[33] << 16) | ((uint32_t) k[34] << 8) | k[35];
         fleet_restore_record(self->fleet, k, index, &rec);
     }
     msgpack_unpacked_destroy(&up);
@@ -1271,8 +1270,8 @@ const char *engine_plan_state(engine_t *self, const engine_plan_t *p)
         return "cancelled";
     if (fleet_plan_stats(self->fleet, p->id, &st) == 0 && st.completed)
         return "completed";
-    if (p->control == FLEET_PLAN_PAUSED || (fleet_plan_stats(self->fleet, p->id, &st) == 0 &&
-                                            st.auto_paused))
+    if (p->control == FLEET_PLAN_PAUSED ||
+        (fleet_plan_stats(self->fleet, p->id, &st) == 0 && st.auto_paused))
         return "paused";
     return "active";
 }
@@ -1326,7 +1325,8 @@ int engine_submit_plan(engine_t *self, const char *body, size_t len, json_t **an
         return status;
     }
     if (s_doc_store(self, id, kind, body, len) != 0) {
-        *answer = json_pack("{s:s}", "error", "the store could not keep the plan (disk or map full)");
+        *answer =
+            json_pack("{s:s}", "error", "the store could not keep the plan (disk or map full)");
         return 507;
     }
     fleet_doc_add(self->fleet, s_now(), id, kind, (const uint8_t *) body, len);
@@ -1343,12 +1343,12 @@ int engine_submit_command(engine_t *self, const engine_plan_t *p, const char *ac
     char err[512] = "";
     int status = 400;
     /* The URL's action and plan must be the signed command's. */
-    if (signed_parse(body, len, &doc) == 0 &&
-        (payload = json_object_get(doc, "payload")) != NULL) {
+    if (signed_parse(body, len, &doc) == 0 && (payload = json_object_get(doc, "payload")) != NULL) {
         const char *type = json_string_value(json_object_get(payload, "type"));
         const char *plan = json_string_value(json_object_get(payload, "plan"));
         if (!type || strcmp(type, action) != 0) {
-            *answer = json_pack("{s:s}", "error", "the signed command does not match the URL's action");
+            *answer =
+                json_pack("{s:s}", "error", "the signed command does not match the URL's action");
             json_decref(doc);
             return 400;
         }

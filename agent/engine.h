@@ -41,7 +41,7 @@ typedef struct _agent_t agent_t;
 typedef struct _cluster_t cluster_t;
 typedef struct _engine_t engine_t;
 
-#define ENGINE_DOC_PLAN 1
+#define ENGINE_DOC_PLAN    1
 #define ENGINE_DOC_COMMAND 2
 
 /* One accepted plan as the API shows it. */

@@ -23,12 +23,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CERT_VERSION 1
-#define CERT_NAME_MAX 64   /* bytes; [A-Za-z0-9._-], starting alphanumeric */
-#define CERT_PUBLIC_LEN 32 /* curve and ed25519 public keys */
-#define CERT_SIG_LEN 64
+#define CERT_VERSION        1
+#define CERT_NAME_MAX       64 /* bytes; [A-Za-z0-9._-], starting alphanumeric */
+#define CERT_PUBLIC_LEN     32 /* curve and ed25519 public keys */
+#define CERT_SIG_LEN        64
 #define OPERATOR_SECRET_LEN 64 /* libsodium ed25519 secret key */
-#define NODE_SECRET_LEN 32
+#define NODE_SECRET_LEN     32
 
 typedef struct {
     char name[CERT_NAME_MAX + 1];

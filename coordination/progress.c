@@ -6,8 +6,8 @@
 #include <string.h>
 
 static const char *s_names[TARGET_STATE_COUNT] = {
-    "pending",   "awaiting_approval", "running", "retry_wait", "succeeded",
-    "skipped",   "needs_review",      "failed",  "cancelled",
+    "pending", "awaiting_approval", "running", "retry_wait", "succeeded",
+    "skipped", "needs_review",      "failed",  "cancelled",
 };
 
 const char *target_state_name(target_state_t state)

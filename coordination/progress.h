@@ -54,14 +54,14 @@ typedef enum {
 } target_state_t;
 
 #define PROGRESS_ERROR_MAX 200
-#define PROGRESS_ID_LEN 32
+#define PROGRESS_ID_LEN    32
 
 typedef struct {
     uint32_t epoch;
     uint32_t generation;
     uint32_t attempt;
-    uint8_t state; /* target_state_t */
-    uint8_t step;  /* index of the step being run or last run */
+    uint8_t state;                   /* target_state_t */
+    uint8_t step;                    /* index of the step being run or last run */
     uint8_t holder[PROGRESS_ID_LEN]; /* node id; all zero when never claimed */
     int32_t exit_code;
     uint64_t started_ms;  /* unix ms, display only */

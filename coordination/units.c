@@ -72,9 +72,8 @@ int units_parse_size(const char *text, uint64_t *bytes_out)
         const char *name;
         unsigned shift;
     } units[] = {
-        {"", 0},      {"B", 0},     {"K", 10},   {"KB", 10},  {"KiB", 10}, {"M", 20},
-        {"MB", 20},   {"MiB", 20},  {"G", 30},   {"GB", 30},  {"GiB", 30}, {"T", 40},
-        {"TB", 40},   {"TiB", 40},
+        {"", 0},     {"B", 0},  {"K", 10},  {"KB", 10},  {"KiB", 10}, {"M", 20},  {"MB", 20},
+        {"MiB", 20}, {"G", 30}, {"GB", 30}, {"GiB", 30}, {"T", 40},   {"TB", 40}, {"TiB", 40},
     };
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcasecmp(unit, units[i].name) == 0)

@@ -24,22 +24,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_VERSION 1
-#define WIRE_MIN_VERSION 1        /* oldest version still accepted */
+#define WIRE_VERSION     1
+#define WIRE_MIN_VERSION 1 /* oldest version still accepted */
 /* Bytes; larger messages are refused. The decoded tree of a message costs at
  * most ~24 bytes per input byte, so this also bounds a peer's memory cost per
  * message (large plans travel in chunks). */
 #define WIRE_MAX_MESSAGE (1u << 20)
-#define WIRE_MAX_DEPTH 16         /* nesting depth of containers */
-#define WIRE_ID_LEN 32            /* node ids are CURVE public keys */
+#define WIRE_MAX_DEPTH   16 /* nesting depth of containers */
+#define WIRE_ID_LEN      32 /* node ids are CURVE public keys */
 
 typedef enum {
-    WIRE_HELLO = 1,     /* certificate presentation on a new connection */
-    WIRE_PING = 2,      /* SWIM direct probe */
-    WIRE_ACK = 3,       /* SWIM probe answer */
-    WIRE_PING_REQ = 4,  /* SWIM indirect probe request */
-    WIRE_NACK = 5,      /* Lifeguard: indirect prober could not reach target */
-    WIRE_SYNC = 6,      /* push-pull full membership state */
+    WIRE_HELLO = 1,    /* certificate presentation on a new connection */
+    WIRE_PING = 2,     /* SWIM direct probe */
+    WIRE_ACK = 3,      /* SWIM probe answer */
+    WIRE_PING_REQ = 4, /* SWIM indirect probe request */
+    WIRE_NACK = 5,     /* Lifeguard: indirect prober could not reach target */
+    WIRE_SYNC = 6,     /* push-pull full membership state */
     WIRE_SYNC_REPLY = 7,
     WIRE_LEAVE = 8,     /* graceful leave announcement */
     WIRE_HELLO_REQ = 9, /* "I do not know your certificate: send HELLO" */
@@ -50,7 +50,7 @@ typedef enum {
     WIRE_COMMAND = 19,  /* a signed operator command */
     WIRE_LOG_REQ = 20,  /* fetch a target's step output */
     WIRE_LOG_REP = 21,
-    WIRE_LEASE = 22,    /* lease claims and renewals */
+    WIRE_LEASE = 22, /* lease claims and renewals */
 } wire_type_t;
 
 /* Returns a short lower-case name for metrics labels ("ping", "ack", ...);
@@ -114,8 +114,8 @@ int wire_get_str(const msgpack_object *map, const char *key, char *buf, size_t m
  * wire_get_bin points *data at a bin of at most max_len bytes; *out_len
  * receives its length. Lifetime: the message's. */
 int wire_get_bin_exact(const msgpack_object *map, const char *key, void *out, size_t len);
-int wire_get_bin(const msgpack_object *map, const char *key, const uint8_t **data,
-                 size_t *out_len, size_t max_len);
+int wire_get_bin(const msgpack_object *map, const char *key, const uint8_t **data, size_t *out_len,
+                 size_t max_len);
 /* Points *arr at an array of at most max_count elements. */
 int wire_get_array(const msgpack_object *map, const char *key, const msgpack_object_array **arr,
                    size_t max_count);

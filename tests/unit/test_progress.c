@@ -73,9 +73,15 @@ static void test_order(void)
 
 static void test_codec(void)
 {
-    progress_rec_t r = {.epoch = 7, .generation = 2, .attempt = 3, .state = TARGET_FAILED,
-                        .step = 4, .exit_code = -9, .started_ms = 1700000000000ull,
-                        .finished_ms = 1700000001000ull, .duration_ms = 1000};
+    progress_rec_t r = {.epoch = 7,
+                        .generation = 2,
+                        .attempt = 3,
+                        .state = TARGET_FAILED,
+                        .step = 4,
+                        .exit_code = -9,
+                        .started_ms = 1700000000000ull,
+                        .finished_ms = 1700000001000ull,
+                        .duration_ms = 1000};
     r.holder[5] = 0xEE;
     snprintf(r.error, sizeof r.error, "step build exited with 2");
     uint8_t sender[WIRE_ID_LEN] = {1};

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#define NODES 100
+#define NODES   100
 #define TARGETS 20000
 
 static void s_seeds(uint64_t *seeds, size_t n)
