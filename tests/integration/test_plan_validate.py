@@ -25,11 +25,12 @@ import tempfile
 import threading
 import unittest
 
-SOURCE = os.environ.get("GAGGLE_SOURCE") or os.path.join(os.path.dirname(__file__), "..", "..")
+SOURCE = os.path.realpath(os.environ.get("GAGGLE_SOURCE") or
+                          os.path.join(os.path.dirname(__file__), "..", ".."))
 GAGGLE_BIN = os.environ.get("GAGGLE_BIN") or os.path.join(SOURCE, "build", "bin")
 GAGGLE = os.path.join(GAGGLE_BIN, "gaggle")
 PLANS = os.path.join(SOURCE, "tests", "data", "plans")
-EXAMPLES = os.path.normpath(os.path.join(SOURCE, "..", "shared", "testdata",
+EXAMPLES = os.path.realpath(os.path.join(SOURCE, "..", "shared", "testdata",
                                          "backstage-examples"))
 GEN_CATALOG = os.path.join(SOURCE, "tools", "gen-catalog.py")
 TIMEOUT = 120

@@ -52,10 +52,10 @@ spec:
 """)
 
 
-def start(cluster, n, profile="lan"):
+def start(cluster, n, profile="lan", workers=64):
     agents = []
     for i in range(n):
-        args = ["--profile", profile, "--workers", "64"]
+        args = ["--profile", profile, "--workers", str(workers)]
         if agents:
             args += ["--join", f"tcp://127.0.0.1:{agents[0].bind_port}"]
         agents.append(cluster.start_agent(f"t{i}", args=args))
