@@ -21,6 +21,7 @@
 
 #include "cert.h"
 #include "cli.h"
+#include "cli_signed.h"
 #include "cmd_ops.h"
 #include "gg_error.h"
 #include "plan.h"
@@ -318,35 +319,9 @@ out:
 
 static int s_send(const plan_t *p, const char *key_path)
 {
-    operator_key_t key;
-    json_t *doc = NULL, *answer = NULL, *out = NULL;
-    char *body = NULL;
-    int rc = CLI_EXIT_FAIL;
-    memset(&key, 0, sizeof key);
-    if (!key_path || !*key_path) {
-        cli_fail("plan apply needs an operator key: --key FILE or GAGGLE_KEY");
-        return CLI_EXIT_USAGE;
-    }
-    int err = operator_key_load(key_path, &key);
-    if (err != 0) {
-        cli_fail("cannot load the operator key %s: %s", key_path, gg_strerror(err));
-        goto out;
-    }
-    if (!key.has_secret) {
-        cli_fail("%s holds only a public key: --key needs the secret .key file", key_path);
-        goto out;
-    }
-    err = signed_sign((json_t *) plan_json(p), &key, &doc);
-    if (err != 0) {
-        cli_fail("cannot sign the plan: %s", gg_strerror(err));
-        goto out;
-    }
-    size_t len = 0;
-    if ((err = signed_canonical(doc, &body, &len)) != 0) {
-        cli_fail("cannot encode the signed plan: %s", gg_strerror(err));
-        goto out;
-    }
-    if ((rc = cli_call("/v1/plans", body, len, &answer)) != CLI_EXIT_OK)
+    json_t *answer = NULL, *out = NULL;
+    int rc = cli_signed_post("plan apply", key_path, (json_t *) plan_json(p), "/v1/plans", &answer);
+    if (rc != CLI_EXIT_OK)
         goto out;
     const char *id = json_string_value(json_object_get(answer, "id"));
     if (id && strcmp(id, plan_id(p)))
@@ -363,11 +338,8 @@ static int s_send(const plan_t *p, const char *key_path)
         rc = CLI_EXIT_OK;
     }
 out:
-    operator_key_wipe(&key);
     json_decref(out);
     json_decref(answer);
-    json_decref(doc);
-    free(body);
     return rc;
 }
 

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import wait_until  # noqa: E402
+from test_keygen import x25519_base  # noqa: E402  (RFC 7748, checked there against its vectors)
 
 CONVERGE = 30.0  # seconds; the test profile converges in a few
 
@@ -241,40 +242,10 @@ class MembershipTest(harness.AgentTestCase):
 
 
 # ---- the fleet transport key, derived as coordination/transport.c does ----
-P = 2 ** 255 - 19
-
-
-def _x25519_base(k):
-    k = bytearray(k)
-    k[0] &= 248
-    k[31] &= 127
-    k[31] |= 64
-    n = int.from_bytes(k, "little")
-    x1, x2, z2, x3, z3, swap = 9, 1, 0, 9, 1, 0
-    for t in reversed(range(255)):
-        bit = (n >> t) & 1
-        swap ^= bit
-        if swap:
-            x2, x3, z2, z3 = x3, x2, z3, z2
-        swap = bit
-        a, b = (x2 + z2) % P, (x2 - z2) % P
-        aa, bb = a * a % P, b * b % P
-        e = (aa - bb) % P
-        c, d = (x3 + z3) % P, (x3 - z3) % P
-        da, cb = d * a % P, c * b % P
-        x3 = (da + cb) ** 2 % P
-        z3 = x1 * (da - cb) ** 2 % P
-        x2 = aa * bb % P
-        z2 = e * (aa + 121665 * e) % P
-    if swap:
-        x2, z2 = x3, z3
-    return (x2 * pow(z2, P - 2, P) % P).to_bytes(32, "little")
-
-
 def fleet_public_key():
     seed = hashlib.blake2b(b"gaggle fleet transport key v1", digest_size=32).digest()
     secret = hashlib.sha512(seed).digest()[:32]
-    return _x25519_base(secret)
+    return x25519_base(secret)
 
 
 if __name__ == "__main__":
