@@ -588,7 +588,8 @@ static int s_verify_node_command(const http_request_t *req, const char *type, co
         goto out;
     }
     uint64_t now = (uint64_t) time(NULL);
-    if (cmd.issued + API_COMMAND_SKEW_S < now || cmd.issued > now + API_COMMAND_SKEW_S) {
+    uint64_t issued = cmd.issued / 1000; /* milliseconds */
+    if (issued + API_COMMAND_SKEW_S < now || issued > now + API_COMMAND_SKEW_S) {
         snprintf(msg, msglen,
                  "the command was issued too long ago or in the future (check the clocks)");
         status = 403;

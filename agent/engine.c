@@ -18,7 +18,7 @@
  * (GG_ESTALE) and counted there: the lower epoch's work is discarded.
  *
  * Commands order: pause/resume/cancel form a register per plan ordered by
- * (issued, nonce) of the signed command, so every node keeps the same value
+ * (issued in milliseconds, nonce) of the signed command, so every node keeps the same value
  * whatever the arrival order; cancel is final.
  */
 #include "engine.h"

@@ -304,7 +304,7 @@ int signed_command_check(const json_t *payload, signed_command_t *cmd, char *err
     memcpy(cmd->nonce, nonce, SIGNED_NONCE_HEX_LEN + 1);
     json_t *issued = json_object_get(payload, "issued");
     if (!json_is_integer(issued) || json_integer_value(issued) < 0)
-        return s_bad(err, errlen, "issued must be a unix time in seconds");
+        return s_bad(err, errlen, "issued must be a unix time in milliseconds");
     cmd->issued = (uint64_t) json_integer_value(issued);
     return 0;
 }

@@ -20,7 +20,7 @@
  *   {"type": pause|resume|cancel|retry|approve|mark|revoke|drain|force-leave,
  *    "plan": "<plan id>", "targets": ["<ref>", ...], "state": "<state>",
  *    "node": "<node name>", "subject": "<node name or key>",
- *    "nonce": "<16 random bytes, hex>", "issued": <unix seconds>}
+ *    "nonce": "<16 random bytes, hex>", "issued": <unix milliseconds>}
  *
  * with exactly the fields its type needs (see signed_command_check).
  */
@@ -79,7 +79,7 @@ typedef struct {
     const char *node;                     /* drain, force-leave */
     const char *subject;                  /* revoke: node name or key */
     char nonce[SIGNED_NONCE_HEX_LEN + 1]; /* filled by build, read by check */
-    uint64_t issued;                      /* unix seconds */
+    uint64_t issued;                      /* unix milliseconds: orders commands */
 } signed_command_t;
 
 /* Builds a command payload with a fresh random nonce and `issued` = now, after

@@ -64,7 +64,10 @@ int cli_command_post(const char *what, const char *key_path, const char *type, c
     cmd.subject = subject;
     json_t *payload = NULL;
     char err[256] = "";
-    if (signed_command_build(&cmd, (uint64_t) time(NULL), &payload, err, sizeof err) != 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_ms = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    if (signed_command_build(&cmd, now_ms, &payload, err, sizeof err) != 0) {
         cli_fail("%s: %s", what, err[0] ? err : "invalid command");
         return CLI_EXIT_USAGE;
     }
