@@ -19,7 +19,8 @@ static char s_dir[PATH_MAX]; /* a temporary folder for catalogs and plans */
 static int s_mkdirs(const char *path)
 {
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int) sizeof tmp)
+        return -1;
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
             continue;
