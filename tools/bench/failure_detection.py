@@ -61,11 +61,20 @@ def gaggle_round(n, profile="lan"):
         return max(seen.values()), seen
 
 
+def distinct_port_pairs(n):
+    """n (bind, rpc) pairs, all different: free_port() may hand out a port twice."""
+    seen = set()
+    while len(seen) < 2 * n:
+        seen.add(harness.free_port())
+    ports = sorted(seen)
+    return [(ports[2 * i], ports[2 * i + 1]) for i in range(n)]
+
+
 def serf_round(n):
     tmp = tempfile.mkdtemp(prefix="serf-bench-")
     procs = []
     try:
-        ports = [(harness.free_port(), harness.free_port()) for _ in range(n)]
+        ports = distinct_port_pairs(n)
         for i, (bind, rpc) in enumerate(ports):
             argv = ["serf", "agent", f"-node=s{i}", f"-bind=127.0.0.1:{bind}",
                     f"-rpc-addr=127.0.0.1:{rpc}", "-log-level=warn"]

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
 os.environ.setdefault("GAGGLE_BIN", os.path.join(ROOT, "build-demo", "bin"))
 import harness  # noqa: E402
+from failure_detection import distinct_port_pairs  # noqa: E402
 from throughput import start  # noqa: E402
 
 SETTLE = 10.0
@@ -86,7 +87,7 @@ def serf_idle(n, seconds):
         json.dump({"statsd_addr": f"127.0.0.1:{stats.port}"}, f)
     procs = []
     try:
-        ports = [(harness.free_port(), harness.free_port()) for _ in range(n)]
+        ports = distinct_port_pairs(n)
         for i, (bind, rpc) in enumerate(ports):
             argv = ["serf", "agent", f"-node=s{i}", f"-bind=127.0.0.1:{bind}",
                     f"-rpc-addr=127.0.0.1:{rpc}", "-log-level=warn", f"-config-file={cfg}"]
