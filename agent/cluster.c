@@ -380,7 +380,9 @@ static void s_revoke_subject(trust_t *trust, const char *subject)
         (void) trust_revoke_name(trust, subject);
 }
 
-static void s_flood(cluster_t *self, const char *text, size_t len)
+/* Sends a signed command document (WIRE_COMMAND {doc}) to one address, or to
+ * every live member when address is NULL. */
+static void s_send_command(cluster_t *self, const char *address, const char *text, size_t len)
 {
     wire_writer_t *w = wire_writer_new(WIRE_COMMAND, agent_node_key(self->agent)->public_key, 1);
     const uint8_t *data;
@@ -389,12 +391,16 @@ static void s_flood(cluster_t *self, const char *text, size_t len)
         return;
     wire_put_key(w, "doc");
     msgpack_pack_str_with_body(wire_writer_packer(w), text, len);
-    if (wire_writer_finish(w, &data, &dlen) == 0)
-        for (size_t i = 1; i < membership_size(self->membership); i++) {
-            const member_t *m = membership_at(self->membership, i);
-            if (m->state == MEMBER_ALIVE || m->state == MEMBER_SUSPECT)
-                transport_send(self->transport, m->address, WIRE_COMMAND, data, dlen);
-        }
+    if (wire_writer_finish(w, &data, &dlen) == 0) {
+        if (address)
+            transport_send(self->transport, address, WIRE_COMMAND, data, dlen);
+        else
+            for (size_t i = 1; i < membership_size(self->membership); i++) {
+                const member_t *m = membership_at(self->membership, i);
+                if (m->state == MEMBER_ALIVE || m->state == MEMBER_SUSPECT)
+                    transport_send(self->transport, m->address, WIRE_COMMAND, data, dlen);
+            }
+    }
     wire_writer_destroy(&w);
 }
 
@@ -450,7 +456,7 @@ static int s_revocation(cluster_t *self, const char *text, size_t len, char *sub
     self->revocations_applied++;
     gg_warn("cluster: certificate %s revoked", cmd.subject);
     transport_revalidate(self->transport);
-    s_flood(self, canon, clen);
+    s_send_command(self, NULL, canon, clen);
 out:
     if (rc)
         self->revocations_refused++;
@@ -470,17 +476,7 @@ static int s_revocation_visit(const void *key, size_t klen, const void *val, siz
     if (vlen > REVOCATION_DOC_MAX)
         return 0;
     if (walk->address) {
-        wire_writer_t *w =
-            wire_writer_new(WIRE_COMMAND, agent_node_key(walk->self->agent)->public_key, 1);
-        const uint8_t *data;
-        size_t dlen;
-        if (!w)
-            return 0;
-        wire_put_key(w, "doc");
-        msgpack_pack_str_with_body(wire_writer_packer(w), val, vlen);
-        if (wire_writer_finish(w, &data, &dlen) == 0)
-            transport_send(walk->self->transport, walk->address, WIRE_COMMAND, data, dlen);
-        wire_writer_destroy(&w);
+        s_send_command(walk->self, walk->address, val, vlen);
         return 0;
     }
     json_t *doc = NULL, *payload = NULL;

@@ -435,12 +435,13 @@ static void s_operator_record(engine_t *self, s_plan_t *p, uint32_t index, targe
 }
 
 /* Applies a verified command payload. Returns 0 or GG_EINVAL with err. */
-static int s_apply_command(engine_t *self, json_t *payload, const uint8_t signer[32], char *err,
-                           size_t errlen)
+static int s_apply_command(engine_t *self, json_t *payload, const uint8_t signer[32],
+                           signed_command_t *checked, char *err, size_t errlen)
 {
     signed_command_t cmd;
     if (signed_command_check(payload, &cmd, err, errlen) != 0)
         return GG_EINVAL;
+    *checked = cmd;
     uint8_t plan_id[32];
     if (!cmd.plan || signed_hex_decode(cmd.plan, plan_id, 32) != 0) {
         snprintf(err, errlen, "the command names no plan");
@@ -584,7 +585,8 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
     bool is_command = json_object_get(payload, "type") && json_object_get(payload, "nonce");
     if (is_command) {
         *kind_out = ENGINE_DOC_COMMAND;
-        rc = s_apply_command(self, payload, signer, err, errlen);
+        signed_command_t cmd;
+        rc = s_apply_command(self, payload, signer, &cmd, err, errlen);
         if (rc == GG_ENOTFOUND) {
             status = 404;
             goto out;
@@ -593,10 +595,7 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
             status = 400;
             goto out;
         }
-        signed_command_t cmd;
-        char e2[64];
-        if (signed_command_check(payload, &cmd, e2, sizeof e2) == 0)
-            s_audit(self, cmd.type, cmd.plan, signer, cmd.issued);
+        s_audit(self, cmd.type, cmd.plan, signer, cmd.issued);
         status = 200;
         goto out;
     }
@@ -977,7 +976,7 @@ static void s_on_message(void *arg, const transport_delivery_t *d)
 
 typedef struct {
     engine_t *self;
-    json_t *commands; /* array of [issued, nonce, text] to apply in order */
+    json_t *commands; /* texts of the stored commands, applied after the plans */
 } s_restore_t;
 
 static int s_restore_doc(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
@@ -1050,7 +1049,9 @@ static void s_restore(engine_t *self)
     if (store_scan(store, STORE_DB_AUDIT, NULL, 0, s_audit_count, self) != 0 ||
         store_scan(store, STORE_DB_PLANS, "d", 1, s_restore_doc, &r) != 0)
         gg_error("engine: cannot read the stored plans");
-    /* Commands replay in their (issued, nonce) order; audit is not repeated. */
+    /* Commands replay after every plan is back; their order does not matter
+     * (the control register compares (issued, nonce), approvals are a set).
+     * The audit is not repeated. */
     size_t i;
     json_t *text;
     uint64_t audit = self->audit_seq;
