@@ -57,6 +57,8 @@
 
 /* Injected faults that must make the checker fail (its own test). */
 #define SIM_FAULT_MUTE_REFUTATIONS 0x1u /* a node's refutations never leave it */
+#define SIM_FAULT_BLIND_FLEET      0x2u /* n1's fleet core sees every other member dead */
+#define SIM_FAULT_HANG_RUNS        0x4u /* n1's executions never end (and it keeps its leases) */
 
 typedef enum {
     SIM_EXP_NONE = 0,
@@ -101,6 +103,16 @@ typedef struct {
     sim_experiment_t experiment;
     uint32_t trials;
     bool verbose; /* print every crash, restart, split, heal and violation */
+    /* The fleet core (ownership, leases, progress): a plan of `targets`
+     * targets injected at one node at plan_at_ms, executed by simulated
+     * workers (sim_fleet.c). */
+    bool fleet;
+    uint32_t workers;            /* executions at once per node */
+    uint64_t exec_ms;            /* mean execution time (0: the profile's) */
+    double fail_rate;            /* probability that an attempt fails */
+    uint32_t attempts;           /* retry.maxAttempts of the plan */
+    uint64_t plan_at_ms;         /* when the plan is applied */
+    uint32_t bounded_load_milli; /* bounded-load cap: 1000 + eps*1000 (0: none) */
 } sim_config_t;
 
 /* Fills *cfg with the defaults (lan, 10 nodes, 60 s, no faults). */
@@ -114,6 +126,7 @@ void sim_config_command(const sim_config_t *cfg, char *buf, size_t size);
 
 typedef struct _sim_t sim_t;
 typedef struct sim_node sim_node_t;
+typedef struct sim_result sim_result_t;
 
 /* A message in flight. Shared by its duplicates (refs). Either the encoded
  * bytes (codec on) or the structure itself (codec off, obj/obj_free). */
@@ -149,6 +162,22 @@ typedef struct {
      * (read it with sim_membership); e.g. the ownership core's
      * fleet_set_members. Called after the input, before the next one. */
     void (*view_changed)(sim_t *sim, sim_node_t *node, void *state, uint64_t now);
+    /* Optional, once per run: state shared by every node's instance (the
+     * machine's own invariant checker), made before the first boot and
+     * freed after the last halt. Read it with sim_shared. */
+    int (*world_new)(sim_t *sim, void **shared);
+    void (*world_free)(void **shared);
+    /* Optional: true when the settle phase may end as far as this machine
+     * is concerned (quiescent, converged across up nodes). Called at the
+     * periodic checks of the settle phase once the views have converged. */
+    bool (*settled)(sim_t *sim, void *shared);
+    /* Optional: the settle phase ran out; record why (sim_violation). */
+    void (*settle_failed)(sim_t *sim, void *shared);
+    /* Optional: the longest settle phase this machine needs (added to the
+     * membership's default; 0: none). */
+    uint64_t (*settle_extra_ms)(const sim_config_t *cfg);
+    /* Optional: fills the machine's part of the results at the end. */
+    void (*results)(sim_t *sim, void *shared, sim_result_t *res);
 } sim_machine_ops_t;
 
 /* One member record as the membership driver persists it (agent/cluster.c
@@ -240,7 +269,34 @@ typedef struct {
     bool join_done;
 } sim_exp_result_t;
 
+/* What the fleet machine measured (sim_fleet.c). */
 typedef struct {
+    bool on;
+    uint32_t targets;
+    uint32_t terminal;  /* targets terminal on every up node at the end */
+    uint32_t succeeded; /* ... of which succeeded, failed */
+    uint32_t failed;
+    double applied_s;     /* plan applied (virtual seconds) */
+    double done_s;        /* every target terminal on its holder (<0: never) */
+    uint64_t runs;        /* executions started */
+    uint64_t completions; /* executions that reported an outcome */
+    uint64_t claims, takeovers, reclaims, handbacks;
+    uint64_t conflicts;            /* same-epoch races lost (aborted) */
+    uint64_t same_epoch;           /* (target, epoch) claimed by two nodes */
+    uint64_t same_epoch_partition; /* ... while views disagreed (partition, churn) */
+    uint64_t overlaps;             /* a target executed by two nodes at once */
+    uint64_t overlaps_partition;
+    uint64_t double_results;                  /* two nodes' results of one epoch accepted locally */
+    uint64_t fenced_results;                  /* outcomes refused: superseded */
+    uint64_t aborted;                         /* executions stopped (fenced, conflict, leave) */
+    uint64_t records_persisted, records_lost; /* lost: unflushed at a crash */
+    uint64_t bytes_sent, msgs_sent;
+    double converge_p50, converge_p99, converge_max; /* terminal on holder -> on all */
+    uint32_t converge_samples;
+    double owned_max_mean; /* over node 0's fleet ownership at the end */
+} sim_fleet_result_t;
+
+struct sim_result {
     uint64_t trace;
     uint64_t end_ms;       /* virtual time at the end */
     uint64_t settle_start; /* virtual time the settle phase began */
@@ -260,7 +316,8 @@ typedef struct {
     double owned_max_mean;
     uint32_t distinct_checksums; /* among up nodes at the end */
     size_t queue_high_water;
-} sim_result_t;
+    sim_fleet_result_t fleet;
+};
 
 /* Runs one simulation; fills *res. Returns 0 when the run was carried out
  * (look at res->ok for the invariants) or an error. */
@@ -282,6 +339,10 @@ const char *sim_seed_address(const sim_t *sim, uint32_t i);
 /* Seed for a machine's own generator: one draw of the seeds concern. */
 uint64_t sim_machine_seed(sim_t *sim);
 sim_stats_t *sim_stats(sim_t *sim);
+/* The state a machine shares across nodes (world_new), by machine ops. */
+void *sim_shared(sim_t *sim, const sim_machine_ops_t *ops);
+/* The node's instance of a machine (NULL while down or not hosted). */
+void *sim_machine_state(sim_t *sim, sim_node_t *node, const sim_machine_ops_t *ops);
 
 /* Puts a packet on the network (takes the caller's reference). */
 void sim_send(sim_t *sim, sim_packet_t *packet);
@@ -319,6 +380,14 @@ void sim_membership_drain(sim_t *sim, sim_node_t *node);
 /* Adds the membership statistics of a node's current life to the totals
  * (at a crash and at the end). */
 void sim_membership_collect(sim_t *sim, sim_node_t *node);
+
+/* ---- the fleet machine (sim_fleet.c) ---- */
+
+extern const sim_machine_ops_t sim_fleet_ops;
+/* Ownership of `targets` by node's fleet core (its own rule, bounded load
+ * included); same outputs as sim_ownership. -1 when the node has no fleet. */
+int sim_fleet_ownership(sim_t *sim, sim_node_t *node, const uint64_t *keys, uint32_t targets,
+                        uint32_t *owner_of, uint32_t *n_owners, double *max_mean);
 
 /* ---- invariants (sim_check.c) ---- */
 

@@ -297,8 +297,10 @@ static void s_join_measure(sim_exp_t *e, sim_t *sim, bool after)
     double max_mean = 0;
     if (!e->keys || !obs->up)
         return;
-    (void) sim_ownership(sim, obs, e->keys, e->cfg.targets,
-                         after ? e->owner_after : e->owner_before, &n_owners, &max_mean);
+    uint32_t *owner_of = after ? e->owner_after : e->owner_before;
+    if (!e->cfg.fleet ||
+        sim_fleet_ownership(sim, obs, e->keys, e->cfg.targets, owner_of, &n_owners, &max_mean) != 0)
+        (void) sim_ownership(sim, obs, e->keys, e->cfg.targets, owner_of, &n_owners, &max_mean);
     e->res.targets = e->cfg.targets;
     if (!after) {
         e->res.owners_before = n_owners;

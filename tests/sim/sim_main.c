@@ -49,7 +49,7 @@ typedef struct {
 typedef struct {
     sim_config_t base;
     s_range_t nodes, loss, dup, reorder, crash_rate, slow;
-    bool random_partition, partition_given, codec_given;
+    bool random_partition, partition_given, codec_given, targets_given, fleet_given;
     uint64_t sweep;
     uint32_t jobs;
     bool json;
@@ -61,7 +61,16 @@ static void s_usage(FILE *f)
     fprintf(f, "usage: gaggle-sim [options]\n"
                "  --seed N             run seed (default 1; first seed of a sweep)\n"
                "  --nodes N|A..B       fleet size (default 10)\n"
-               "  --targets N          targets for the ownership figures (default 10000)\n"
+               "  --targets N          the plan's targets (default 200), or the targets of the\n"
+               "                       ownership figures of an experiment (default 10000)\n"
+               "  --fleet on|off       run the fleet core: a plan applied on one node, executed\n"
+               "                       by simulated workers (default on; off for disseminate\n"
+               "                       and detect)\n"
+               "  --workers N          executions at once per node (default 4)\n"
+               "  --exec D             mean execution time (default 100ms test, 1s lan, 3s wan)\n"
+               "  --fail-rate P        probability that an attempt fails (default 0.1)\n"
+               "  --attempts N         attempts per target before it fails (default 3)\n"
+               "  --plan-at D          when the plan is applied (default 5 probe intervals)\n"
                "  --profile P          lan, wan or test: timings and network (default lan)\n"
                "  --duration D         chaos phase, e.g. 60s, 10m, 1h (default 60s)\n"
                "  --settle D           longest settle phase (default from the profile)\n"
@@ -79,7 +88,8 @@ static void s_usage(FILE *f)
                "  --codec MODE         verify (default up to 100 nodes), on (default above), off\n"
                "  --experiment E       none, disseminate, detect or join\n"
                "  --trials N           experiment trials (default 5)\n"
-               "  --fault F            inject a fault the checker must catch: mute-refutations\n"
+               "  --fault F            inject a fault the checker must catch: mute-refutations,\n"
+               "                       blind-fleet, hang-runs (repeatable)\n"
                "  --sweep N            run N seeds, report failures with replay commands\n"
                "  --jobs N             sweep in N worker processes (default 1)\n"
                "  --json               JSON instead of the table\n"
@@ -194,6 +204,12 @@ enum {
     O_VERBOSE,
     O_SELF_TEST,
     O_HELP,
+    O_FLEET,
+    O_WORKERS,
+    O_EXEC,
+    O_FAIL_RATE,
+    O_ATTEMPTS,
+    O_PLAN_AT,
 };
 
 static const struct option s_options[] = {
@@ -222,6 +238,12 @@ static const struct option s_options[] = {
     {"verbose", no_argument, NULL, O_VERBOSE},
     {"self-test", no_argument, NULL, O_SELF_TEST},
     {"help", no_argument, NULL, O_HELP},
+    {"fleet", required_argument, NULL, O_FLEET},
+    {"workers", required_argument, NULL, O_WORKERS},
+    {"exec", required_argument, NULL, O_EXEC},
+    {"fail-rate", required_argument, NULL, O_FAIL_RATE},
+    {"attempts", required_argument, NULL, O_ATTEMPTS},
+    {"plan-at", required_argument, NULL, O_PLAN_AT},
     {NULL, 0, NULL, 0},
 };
 
@@ -242,7 +264,28 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         case O_TARGETS:
             rc = s_parse_u64(v, &u);
             o->base.targets = u > SIM_MAX_TARGETS ? SIM_MAX_TARGETS + 1 : (uint32_t) u;
+            o->targets_given = true;
             break;
+        case O_FLEET:
+            o->fleet_given = true;
+            if (strcmp(v, "on") == 0)
+                o->base.fleet = true;
+            else if (strcmp(v, "off") == 0)
+                o->base.fleet = false;
+            else
+                rc = GG_EINVAL;
+            break;
+        case O_WORKERS:
+            rc = s_parse_u64(v, &u);
+            o->base.workers = u > 100000 ? 100000 : (uint32_t) u;
+            break;
+        case O_EXEC: rc = units_parse_duration(v, &o->base.exec_ms); break;
+        case O_FAIL_RATE: rc = s_parse_double(v, &o->base.fail_rate); break;
+        case O_ATTEMPTS:
+            rc = s_parse_u64(v, &u);
+            o->base.attempts = u > 100000 ? 100000 : (uint32_t) u;
+            break;
+        case O_PLAN_AT: rc = units_parse_duration(v, &o->base.plan_at_ms); break;
         case O_PROFILE:
             if (strlen(v) >= sizeof o->base.profile)
                 rc = GG_EINVAL;
@@ -308,6 +351,10 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         case O_FAULT:
             if (strcmp(v, "mute-refutations") == 0)
                 o->base.faults |= SIM_FAULT_MUTE_REFUTATIONS;
+            else if (strcmp(v, "blind-fleet") == 0)
+                o->base.faults |= SIM_FAULT_BLIND_FLEET;
+            else if (strcmp(v, "hang-runs") == 0)
+                o->base.faults |= SIM_FAULT_HANG_RUNS;
             else
                 rc = GG_EINVAL;
             break;
@@ -419,6 +466,10 @@ static void s_resolve(const s_opts_t *o, uint64_t seed, sim_config_t *cfg)
     }
     if (!o->codec_given)
         cfg->codec = cfg->nodes <= 100 ? SIM_CODEC_VERIFY : SIM_CODEC_ON;
+    if (!o->targets_given)
+        cfg->targets = cfg->experiment == SIM_EXP_NONE ? 200 : 10000;
+    if (!o->fleet_given)
+        cfg->fleet = cfg->experiment != SIM_EXP_DISSEMINATE && cfg->experiment != SIM_EXP_DETECT;
 }
 
 /* ---- replay commands ---- */
@@ -432,7 +483,10 @@ static bool s_same_config(const sim_config_t *a, const sim_config_t *b)
         a->downtime_ms != b->downtime_ms || a->slow != b->slow ||
         (a->slow && a->slow_factor != b->slow_factor) || a->n_partitions != b->n_partitions ||
         a->duration_ms != b->duration_ms || a->settle_ms != b->settle_ms || a->codec != b->codec ||
-        a->faults != b->faults || a->experiment != b->experiment ||
+        a->faults != b->faults || a->experiment != b->experiment || a->fleet != b->fleet ||
+        (a->fleet &&
+         (a->workers != b->workers || a->exec_ms != b->exec_ms || a->fail_rate != b->fail_rate ||
+          a->attempts != b->attempts || a->plan_at_ms != b->plan_at_ms)) ||
         (a->experiment != SIM_EXP_NONE && a->trials != b->trials))
         return false;
     for (uint32_t i = 0; i < a->n_partitions; i++) {
@@ -598,6 +652,75 @@ static double s_per_node_hour(uint64_t count, uint64_t node_ms)
     return node_ms ? (double) count / ((double) node_ms / 3600e3) : 0;
 }
 
+static void s_print_fleet(const sim_fleet_result_t *f)
+{
+    if (!f->on || !f->targets)
+        return;
+    s_row("plan: targets (applied at)", "%u (%.3f s)", f->targets, f->applied_s);
+    s_row("terminal everywhere: succeeded / failed", "%u: %u / %u", f->terminal, f->succeeded,
+          f->failed);
+    if (f->done_s >= 0)
+        s_row("all targets done after apply", "%.3f s", f->done_s);
+    else
+        s_row("all targets done after apply", "no");
+    s_row("executions started / completed / aborted", "%llu / %llu / %llu",
+          (unsigned long long) f->runs, (unsigned long long) f->completions,
+          (unsigned long long) f->aborted);
+    s_row("claims/takeovers/re-claims/hand-backs", "%llu / %llu / %llu / %llu",
+          (unsigned long long) f->claims, (unsigned long long) f->takeovers,
+          (unsigned long long) f->reclaims, (unsigned long long) f->handbacks);
+    s_row("same-epoch claims (views unsettled)", "%llu (%llu), conflicts lost %llu",
+          (unsigned long long) f->same_epoch, (unsigned long long) f->same_epoch_partition,
+          (unsigned long long) f->conflicts);
+    s_row("concurrent executions (views unsettled)", "%llu (%llu)",
+          (unsigned long long) f->overlaps, (unsigned long long) f->overlaps_partition);
+    s_row("same-epoch results from two nodes", "%llu", (unsigned long long) f->double_results);
+    s_row("fenced results discarded", "%llu", (unsigned long long) f->fenced_results);
+    s_row("records persisted / lost in crashes", "%llu / %llu",
+          (unsigned long long) f->records_persisted, (unsigned long long) f->records_lost);
+    s_row("fleet messages (bytes)", "%llu (%llu)", (unsigned long long) f->msgs_sent,
+          (unsigned long long) f->bytes_sent);
+    if (f->converge_samples)
+        s_row("progress convergence p50 / p99 / max", "%.3f / %.3f / %.3f s (%u targets)",
+              f->converge_p50, f->converge_p99, f->converge_max, f->converge_samples);
+}
+
+static json_t *s_fleet_json(const sim_fleet_result_t *f)
+{
+    json_t *x = json_object();
+    json_object_set_new(x, "targets", json_integer(f->targets));
+    json_object_set_new(x, "applied_s", json_real(f->applied_s));
+    json_object_set_new(x, "done_s", f->done_s >= 0 ? json_real(f->done_s) : json_null());
+    json_object_set_new(x, "terminal", json_integer(f->terminal));
+    json_object_set_new(x, "succeeded", json_integer(f->succeeded));
+    json_object_set_new(x, "failed", json_integer(f->failed));
+    json_object_set_new(x, "runs", json_integer((json_int_t) f->runs));
+    json_object_set_new(x, "completions", json_integer((json_int_t) f->completions));
+    json_object_set_new(x, "aborted", json_integer((json_int_t) f->aborted));
+    json_object_set_new(x, "claims", json_integer((json_int_t) f->claims));
+    json_object_set_new(x, "takeovers", json_integer((json_int_t) f->takeovers));
+    json_object_set_new(x, "reclaims", json_integer((json_int_t) f->reclaims));
+    json_object_set_new(x, "handbacks", json_integer((json_int_t) f->handbacks));
+    json_object_set_new(x, "conflicts", json_integer((json_int_t) f->conflicts));
+    json_object_set_new(x, "same_epoch", json_integer((json_int_t) f->same_epoch));
+    json_object_set_new(x, "same_epoch_unsettled",
+                        json_integer((json_int_t) f->same_epoch_partition));
+    json_object_set_new(x, "overlaps", json_integer((json_int_t) f->overlaps));
+    json_object_set_new(x, "overlaps_unsettled", json_integer((json_int_t) f->overlaps_partition));
+    json_object_set_new(x, "double_results", json_integer((json_int_t) f->double_results));
+    json_object_set_new(x, "fenced_results", json_integer((json_int_t) f->fenced_results));
+    json_object_set_new(x, "records_persisted", json_integer((json_int_t) f->records_persisted));
+    json_object_set_new(x, "records_lost", json_integer((json_int_t) f->records_lost));
+    json_object_set_new(x, "messages", json_integer((json_int_t) f->msgs_sent));
+    json_object_set_new(x, "bytes", json_integer((json_int_t) f->bytes_sent));
+    if (f->converge_samples)
+        json_object_set_new(x, "convergence",
+                            json_pack("{s:f, s:f, s:f, s:i}", "p50", f->converge_p50, "p99",
+                                      f->converge_p99, "max", f->converge_max, "samples",
+                                      (json_int_t) f->converge_samples));
+    return x;
+}
+
 static void s_print_table(const sim_config_t *cfg, const sim_result_t *r)
 {
     char cmd[1024];
@@ -667,6 +790,7 @@ static void s_print_table(const sim_config_t *cfg, const sim_result_t *r)
     if (r->owners)
         s_row("ownership: owners, max/mean owned", "%u, %.3f (%u targets)", r->owners,
               r->owned_max_mean, cfg->targets);
+    s_print_fleet(&r->fleet);
     const sim_exp_result_t *e = &r->exp;
     if (cfg->experiment == SIM_EXP_NONE)
         return;
@@ -768,6 +892,8 @@ static json_t *s_result_json(const sim_config_t *cfg, const sim_result_t *r)
                             json_pack("{s:i, s:i, s:f}", "targets", (json_int_t) cfg->targets,
                                       "owners", (json_int_t) r->owners, "max_mean",
                                       r->owned_max_mean));
+    if (r->fleet.on && r->fleet.targets)
+        json_object_set_new(o, "fleet", s_fleet_json(&r->fleet));
     const sim_exp_result_t *e = &r->exp;
     if (cfg->experiment != SIM_EXP_NONE) {
         json_t *x = json_object();

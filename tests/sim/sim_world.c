@@ -84,7 +84,9 @@ struct _sim_t {
     rng_t rng_latency, rng_loss, rng_faults, rng_slow, rng_seeds;
     uint64_t link_salt;
     const sim_machine_ops_t *machines[SIM_MAX_MACHINES];
+    void *shared[SIM_MAX_MACHINES]; /* world_new */
     uint32_t n_machines;
+    bool views_ok; /* the last periodic check found the views converged */
     double loss, dup, reorder;
     uint64_t trace;
     sim_stats_t stats;
@@ -112,7 +114,11 @@ void sim_config_defaults(sim_config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->seed = 1;
     cfg->nodes = 10;
-    cfg->targets = 10000;
+    cfg->targets = 0; /* resolved by the command line: 10000 or 200 */
+    cfg->fleet = true;
+    cfg->workers = 4;
+    cfg->fail_rate = 0.1;
+    cfg->attempts = 3;
     snprintf(cfg->profile, sizeof cfg->profile, "lan");
     cfg->slow_factor = 5.0;
     cfg->duration_ms = 60000;
@@ -135,6 +141,16 @@ int sim_config_check(const sim_config_t *cfg, char *why, size_t why_len)
         bad = "--nodes must be between 1 and 4096";
     else if (cfg->targets > SIM_MAX_TARGETS)
         bad = "--targets must be at most 1048576";
+    else if (cfg->fleet && cfg->targets > 200000)
+        bad = "--targets must be at most 200000 with the fleet on (every node holds them)";
+    else if (cfg->workers < 1 || cfg->workers > 1024)
+        bad = "--workers must be between 1 and 1024";
+    else if (!(cfg->fail_rate >= 0.0 && cfg->fail_rate < 1.0))
+        bad = "--fail-rate must be in [0, 1)";
+    else if (cfg->attempts < 1 || cfg->attempts > 100)
+        bad = "--attempts must be between 1 and 100";
+    else if (cfg->exec_ms > 24ull * 3600 * 1000 || cfg->plan_at_ms > 30ull * 24 * 3600 * 1000)
+        bad = "--exec must be at most 24h and --plan-at at most 30d";
     else if (!s_prob_ok(cfg->loss) || !s_prob_ok(cfg->dup) || !s_prob_ok(cfg->reorder))
         bad = "--loss, --dup and --reorder must be in [0, 1)";
     else if (!(cfg->crash_rate >= 0.0 && cfg->crash_rate <= 1e6))
@@ -259,10 +275,25 @@ void sim_config_command(const sim_config_t *cfg, char *buf, size_t size)
     if (cfg->settle_ms)
         s_append(buf, size, " --settle %llums", (unsigned long long) cfg->settle_ms);
     s_append(buf, size, " --codec %s", s_codec_name(cfg->codec));
-    if (cfg->targets != 10000)
-        s_append(buf, size, " --targets %u", cfg->targets);
+    s_append(buf, size, " --targets %u --fleet %s", cfg->targets, cfg->fleet ? "on" : "off");
+    if (cfg->fleet && cfg->workers != 4)
+        s_append(buf, size, " --workers %u", cfg->workers);
+    if (cfg->fleet && cfg->exec_ms)
+        s_append(buf, size, " --exec %llums", (unsigned long long) cfg->exec_ms);
+    if (cfg->fleet && cfg->fail_rate != 0.1) {
+        s_fmt_double(d, sizeof d, cfg->fail_rate);
+        s_append(buf, size, " --fail-rate %s", d);
+    }
+    if (cfg->fleet && cfg->attempts != 3)
+        s_append(buf, size, " --attempts %u", cfg->attempts);
+    if (cfg->fleet && cfg->plan_at_ms)
+        s_append(buf, size, " --plan-at %llums", (unsigned long long) cfg->plan_at_ms);
     if (cfg->faults & SIM_FAULT_MUTE_REFUTATIONS)
         s_append(buf, size, " --fault mute-refutations");
+    if (cfg->faults & SIM_FAULT_BLIND_FLEET)
+        s_append(buf, size, " --fault blind-fleet");
+    if (cfg->faults & SIM_FAULT_HANG_RUNS)
+        s_append(buf, size, " --fault hang-runs");
     if (cfg->experiment != SIM_EXP_NONE)
         s_append(buf, size, " --experiment %s --trials %u", s_experiment_name(cfg->experiment),
                  cfg->trials);
@@ -380,6 +411,23 @@ uint32_t sim_seed_count(const sim_t *sim)
 const char *sim_seed_address(const sim_t *sim, uint32_t i)
 {
     return i < sim->n_seeds ? sim->seeds[i] : NULL;
+}
+
+void *sim_shared(sim_t *sim, const sim_machine_ops_t *ops)
+{
+    for (uint32_t i = 0; i < sim->n_machines; i++)
+        if (sim->machines[i] == ops)
+            return sim->shared[i];
+    return NULL;
+}
+
+void *sim_machine_state(sim_t *sim, sim_node_t *node, const sim_machine_ops_t *ops)
+{
+    (void) sim;
+    for (uint32_t i = 0; i < sim->n_machines; i++)
+        if (sim->machines[i] == ops)
+            return node->up ? node->state[i] : NULL;
+    return NULL;
 }
 
 uint64_t sim_machine_seed(sim_t *sim)
@@ -856,6 +904,12 @@ static void s_on_check(sim_t *sim)
     bool converged = sim_check_periodic(sim);
     if (sim->stop)
         return;
+    sim->views_ok = converged;
+    for (uint32_t i = 0; i < sim->n_machines && converged; i++)
+        if (sim->machines[i]->settled && !sim->machines[i]->settled(sim, sim->shared[i]))
+            converged = false;
+    if (sim->stop)
+        return;
     if (!sim->formed_at && !sim->settling && sim_views_converged(sim)) {
         sim->formed_at = sim->now;
         sim->wall_formed = s_wall_seconds(); /* reporting only */
@@ -887,7 +941,14 @@ static void s_dispatch(sim_t *sim, const sim_event_t *ev)
     case SIM_EV_SETTLE: s_start_settle(sim); break;
     case SIM_EV_SETTLE_END:
         if (!sim->converged) {
-            sim_check_settle_failed(sim);
+            if (!sim->views_ok)
+                sim_check_settle_failed(sim);
+            for (uint32_t i = 0; i < sim->n_machines && sim->views_ok; i++)
+                if (sim->machines[i]->settle_failed)
+                    sim->machines[i]->settle_failed(sim, sim->shared[i]);
+            if (sim->n_violations == 0)
+                sim_violation(sim, "not-settled", -1, -1,
+                              "the settle phase ended before every machine settled");
             sim->stop = true;
         }
         break;
@@ -941,6 +1002,11 @@ static int s_setup(sim_t *sim, const sim_config_t *cfg)
     sim->link_salt = s_concern(cfg->seed, S_RNG_LINKS);
     sim->machines[0] = &sim_membership_ops;
     sim->n_machines = 1;
+    if (cfg->fleet)
+        sim->machines[sim->n_machines++] = &sim_fleet_ops;
+    for (uint32_t i = 0; i < sim->n_machines && !cfg->settle_ms; i++)
+        if (sim->machines[i]->settle_extra_ms)
+            sim->settle_ms += sim->machines[i]->settle_extra_ms(cfg);
 
     sim->queue = sim_queue_new(SIM_MAX_EVENTS);
     sim->nodes = calloc(sim->n, sizeof *sim->nodes);
@@ -982,6 +1048,13 @@ static int s_setup(sim_t *sim, const sim_config_t *cfg)
     } else {
         sim_set_impairments(sim, cfg->loss, cfg->dup, cfg->reorder);
     }
+    for (uint32_t i = 0; i < sim->n_machines; i++) {
+        if (!sim->machines[i]->world_new)
+            continue;
+        rc = sim->machines[i]->world_new(sim, &sim->shared[i]);
+        if (rc != 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -1005,6 +1078,9 @@ static void s_teardown(sim_t *sim)
                 sim->machines[m]->disk_free(node->disk.machine[m]);
         free(node->disk.members);
     }
+    for (uint32_t m = 0; m < sim->n_machines; m++)
+        if (sim->machines[m]->world_free)
+            sim->machines[m]->world_free(&sim->shared[m]);
     sim_exp_destroy(&sim->exp);
     free(sim->nodes);
     free(sim->ids);
@@ -1055,7 +1131,10 @@ static void s_results(sim_t *sim, sim_result_t *res)
             obs = &sim->nodes[i];
     if (obs && sim->cfg.targets > 0) {
         uint64_t *keys = sim_target_keys(sim->cfg.targets);
-        if (keys)
+        /* The fleet core's own rule when it runs, else rendezvous. */
+        if (keys &&
+            (!sim->cfg.fleet || sim_fleet_ownership(sim, obs, keys, sim->cfg.targets, NULL,
+                                                    &res->owners, &res->owned_max_mean) != 0))
             (void) sim_ownership(sim, obs, keys, sim->cfg.targets, NULL, &res->owners,
                                  &res->owned_max_mean);
         free(keys);
@@ -1100,6 +1179,9 @@ int sim_run(const sim_config_t *cfg, sim_result_t *res)
         s_dispatch(sim, &ev);
     }
     s_results(sim, res);
+    for (uint32_t i = 0; i < sim->n_machines; i++)
+        if (sim->machines[i]->results)
+            sim->machines[i]->results(sim, sim->shared[i], res);
     res->wall_s = s_wall_seconds() - wall0;
 out:
     s_teardown(sim);
