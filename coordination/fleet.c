@@ -253,8 +253,10 @@ struct _fleet_t {
     s_index_t mem_ix;
     uint32_t *live_peers; /* indices into mem: live, not self, with an address */
     uint32_t n_live_peers;
-    uint64_t *own_seeds; /* live non-draining members sorted by id */
-    uint32_t *own_orig;  /* their index in the caller's list */
+    uint32_t push_fanout; /* cfg.push_fanout scaled to the fleet (s_scale_push) */
+    uint32_t max_hops;    /* cfg.max_hops scaled likewise */
+    uint64_t *own_seeds;  /* live non-draining members sorted by id */
+    uint32_t *own_orig;   /* their index in the caller's list */
     uint32_t n_own;
     int32_t self_rank; /* self's position in the owner list, -1 when absent */
     uint64_t own_sum;  /* checksum of the owner list */
@@ -657,6 +659,8 @@ static uint32_t s_pick_peers(fleet_t *f, uint32_t k, uint32_t *out)
     return m;
 }
 
+static void s_scale_push(fleet_t *f);
+
 static void s_send_to(fleet_t *f, const s_member_t *m, wire_writer_t *w, uint32_t type)
 {
     const uint8_t *data;
@@ -778,7 +782,7 @@ static void s_push_round(fleet_t *f, uint64_t now)
     uint8_t *hops = malloc((size_t) take + 1);
     uint32_t *byhop = malloc(((size_t) take + 1) * sizeof *byhop);
     uint32_t peers[S_MAX_FANOUT];
-    uint32_t n_peers = s_pick_peers(f, f->cfg.push_fanout, peers);
+    uint32_t n_peers = s_pick_peers(f, f->push_fanout, peers);
 
     f->push_at = now + f->cfg.push_interval_ms;
     for (uint32_t k = 0; k < take; k++) {
@@ -796,7 +800,7 @@ static void s_push_round(fleet_t *f, uint64_t now)
         goto out;
     }
     /* one batch per hop value present, in queue order within each */
-    for (uint32_t hop = 0; hop <= f->cfg.max_hops; hop++) {
+    for (uint32_t hop = 0; hop <= f->max_hops; hop++) {
         uint32_t n = 0;
         for (uint32_t k = 0; k < take; k++)
             if (hops[k] == hop)
@@ -1352,7 +1356,7 @@ static void s_merge_in(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t
     f->stats.records_merged++;
     s_set(f, p, i, &m, true, now);
     s_check_fenced(f, p, i, &old, was_mine);
-    if (hop < f->cfg.max_hops)
+    if (hop < f->max_hops)
         s_push_queue(f, s_ref(p->slot, i), (uint8_t) (hop + 1));
 }
 
@@ -1527,7 +1531,7 @@ static uint32_t s_doc_insert(fleet_t *f, const uint8_t *id, uint8_t kind, uint64
 static void s_announce(fleet_t *f, const s_doc_t *d)
 {
     uint32_t peers[S_MAX_FANOUT];
-    uint32_t n = s_pick_peers(f, f->cfg.push_fanout, peers);
+    uint32_t n = s_pick_peers(f, f->push_fanout, peers);
     if (n == 0)
         return;
     wire_writer_t *w = wire_writer_new(WIRE_PLAN, f->self, 4);
@@ -1881,7 +1885,7 @@ static int s_on_digest(fleet_t *f, uint64_t now, const wire_msg_t *msg, s_member
             size == 0 || size > FLEET_MAX_DOC_BYTES)
             return GG_EMALFORMED;
     }
-    s_apply_items(f, items, f->cfg.max_hops, now);
+    s_apply_items(f, items, f->max_hops, now);
     for (uint32_t k = 0; k < docs->size; k++) {
         uint8_t id[FLEET_ID_LEN];
         uint32_t dk = 0;
@@ -2042,6 +2046,7 @@ fleet_t *fleet_new(const fleet_config_t *cfg, const uint8_t self_id[FLEET_ID_LEN
     if (!f)
         return NULL;
     f->cfg = *cfg;
+    s_scale_push(f);
     memcpy(f->self, self_id, FLEET_ID_LEN);
     snprintf(f->self_address, sizeof f->self_address, "%s", self_address);
     rng_seed(&f->rng, seed);
@@ -2213,6 +2218,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     f->mem_ix = nix;
     f->live_peers = live;
     f->n_live_peers = n_live;
+    s_scale_push(f);
     f->own_seeds = seeds;
     f->own_orig = orig;
     f->n_own = n_own;
@@ -2594,6 +2600,35 @@ int fleet_handle(fleet_t *f, uint64_t now_ms, const wire_msg_t *msg)
     if (from && from->last_heard < now_ms)
         from->last_heard = now_ms;
     return rc;
+}
+
+/* Push fanout and hop limit for the fleet's size. A change forwarded once by
+ * each node that found it new, to F random peers, misses a given node with
+ * probability about e^-F; for every node of N to have it by push alone (the
+ * rest waits for anti-entropy) with probability 0.99, F > ln N + 4.6. The
+ * hop limit lets the epidemic cover N: log_F N rounds and a margin. The
+ * configured values are the minimums (small fleets: every peer). */
+static void s_scale_push(fleet_t *f)
+{
+    uint32_t n = f->n_live_peers + 1;
+    uint32_t ln = 0; /* ceil(ln n), in fixed point */
+    for (uint64_t v = 1000; v < (uint64_t) n * 1000; v = v * 2718 / 1000)
+        ln++;
+    uint32_t fanout = ln + 5;
+    if (fanout < f->cfg.push_fanout)
+        fanout = f->cfg.push_fanout;
+    if (fanout > S_MAX_FANOUT)
+        fanout = S_MAX_FANOUT;
+    uint32_t hops = 0;
+    for (uint64_t reach = 1; reach < n; reach *= fanout)
+        hops++;
+    hops += 3;
+    if (hops < f->cfg.max_hops)
+        hops = f->cfg.max_hops;
+    if (hops > S_MAX_HOPS)
+        hops = S_MAX_HOPS;
+    f->push_fanout = fanout;
+    f->max_hops = hops;
 }
 
 static void s_heartbeat(fleet_t *f, uint64_t now)
