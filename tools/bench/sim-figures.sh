@@ -72,14 +72,23 @@ run det1000 --nodes 1000 --profile lan --duration 1h --experiment detect --trial
 # 100 node-hours each).
 for s in 1 2 3; do
     RUN_SEED=$((SEED + s - 1))
-    run fd$s --nodes 100 --profile lan --duration 1h --loss 0.1 --slow 1 --slow-factor 5
+    run fd$s --nodes 100 --profile lan --duration 1h --loss 0.1 --slow 1 --slow-factor 5 \
+        --fleet off
 done
 RUN_SEED=$SEED
 # Ownership: targets moved when one node joins 100 (and 1,000).
 run join100 --nodes 101 --profile lan --duration 10m --experiment join --targets 10000
 run join1000 --nodes 1001 --profile lan --duration 10m --experiment join --targets 10000
-# Speed: 1,000 nodes, lan, 10 minutes, no faults.
-run speed --nodes 1000 --profile lan --duration 10m
+# Speed: 1,000 nodes, lan, 10 minutes, no faults: membership alone.
+run speed --nodes 1000 --profile lan --duration 10m --fleet off
+# The fleet core: a plan of 2,000 targets on 100 nodes (progress convergence,
+# speed), under faults on 20 nodes, and (not QUICK) on 1,000 nodes.
+run fleet100 --nodes 100 --profile lan --duration 1m --targets 2000
+run fleetchaos --nodes 20 --profile lan --duration 10m --targets 2000 --loss 0.05 --dup 0.01 \
+    --reorder 0.05 --crash-rate 10 --slow 1 --partition 120s:240s:0.3
+if [ "$QUICK" != 1 ]; then
+    run fleet1000 --nodes 1000 --profile lan --duration 30s --targets 2000
+fi
 
 d() { # dissemination row: NAME LABEL
     printf '  %-44s %8s %8s %8s %8s\n' "$2" "$(get "$1" 'j["experiment"]["t50"]["mean"]')" \
@@ -137,3 +146,21 @@ printf '  %-44s %s\n' "whole run (fleet forming included)" "$(get speed 'j["sim_
 printf '  %-44s %s\n' "after the fleet formed" \
     "$(get speed 'j["sim_s_per_wall_s_after_forming"]')"
 printf '  %-44s %s s\n' "fleet formed at" "$(get speed 'j["formed_s"]')"
+echo
+echo "Fleet core: a plan of 2,000 targets (4 workers per node, 10% of attempts fail)"
+f() { # fleet row: NAME LABEL
+    printf '  %-44s %s\n' "$2" "done $(get "$1" 'j["fleet"]["done_s"]') s after apply; \
+convergence p50 $(get "$1" 'j["fleet"]["convergence"]["p50"]') s, \
+p99 $(get "$1" 'j["fleet"]["convergence"]["p99"]') s; \
+$(get "$1" 'j["sim_s_per_wall_s"]') sim s per wall s"
+}
+f fleet100 "100 nodes, no faults"
+f fleetchaos "20 nodes, loss, crashes, a partition"
+if [ "$QUICK" != 1 ]; then f fleet1000 "1,000 nodes, no faults"; fi
+printf '  %-44s %s\n' "under faults: claims / takeovers / re-claims" \
+    "$(get fleetchaos 'j["fleet"]["claims"]') / $(get fleetchaos 'j["fleet"]["takeovers"]') / \
+$(get fleetchaos 'j["fleet"]["reclaims"]')"
+printf '  %-44s %s\n' "same-epoch claims / concurrent runs" \
+    "$(get fleetchaos 'j["fleet"]["same_epoch"]') / $(get fleetchaos 'j["fleet"]["overlaps"]') \
+(all while views disagreed; a violation otherwise)"
+printf '  %-44s %s\n' "fenced results discarded" "$(get fleetchaos 'j["fleet"]["fenced_results"]')"
