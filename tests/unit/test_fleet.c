@@ -1809,6 +1809,68 @@ static void test_net_push_epidemic(void)
     s_free(&net);
 }
 
+/* Pushes reach a large fleet: the fanout grows with ln N (a change forwarded
+ * once to F peers misses a node with probability ~e^-F), and with 3 members
+ * every peer gets it. Counts the distinct peers one change is pushed to. */
+static uint32_t s_push_peers(uint32_t members)
+{
+    fleet_config_t c = s_cfg();
+    c.push_fanout = 3;
+    c.max_hops = 3;
+    uint8_t id[FLEET_ID_LEN], plan[FLEET_ID_LEN];
+    fn_node_id(0, id);
+    memset(plan, 0x51, sizeof plan);
+    fleet_t *f = fleet_new(&c, id, "tcp://m0:1", 3, 0);
+    fleet_member_t *m = calloc(members, sizeof *m);
+    char(*seen)[FLEET_ADDRESS_MAX + 1] = calloc(members, sizeof *seen);
+    uint32_t distinct = 0;
+    uint64_t keys[2] = {11, 12};
+    fleet_rollout_t ro = s_ro();
+    bool gated[2] = {true, true};
+    if (!f || !m || !seen)
+        goto out;
+    for (uint32_t i = 0; i < members; i++) {
+        fn_node_id((int) i, m[i].id);
+        snprintf(m[i].address, sizeof m[i].address, "tcp://m%u:1", i);
+        m[i].live = true;
+    }
+    memcpy(m[0].id, id, FLEET_ID_LEN);
+    fleet_set_members(f, 0, m, members);
+    if (fleet_add_plan(f, 0, plan, 2, keys, gated, &ro) != 0)
+        goto out;
+    fleet_out_t o;
+    while (fleet_poll(f, &o))
+        fleet_out_release(&o);
+    progress_rec_t r = *fleet_record(f, plan, 0);
+    r.generation = 1;
+    r.state = TARGET_SKIPPED;
+    if (fleet_record_local(f, 1, plan, 0, &r) != 0)
+        goto out;
+    fleet_tick(f, 1 + c.push_interval_ms);
+    while (fleet_poll(f, &o)) {
+        if (o.type == FOUT_SEND && o.wire_type == WIRE_PROGRESS) {
+            bool dup = false;
+            for (uint32_t k = 0; k < distinct; k++)
+                dup = dup || strcmp(seen[k], o.address) == 0;
+            if (!dup && distinct < members)
+                snprintf(seen[distinct++], sizeof seen[0], "%s", o.address);
+        }
+        fleet_out_release(&o);
+    }
+out:
+    fleet_destroy(&f);
+    free(m);
+    free(seen);
+    return distinct;
+}
+
+static void test_push_fanout_scales(void)
+{
+    CHECK(s_push_peers(3) == 2);     /* every peer */
+    CHECK(s_push_peers(100) == 10);  /* ceil(ln 100) + 5 */
+    CHECK(s_push_peers(1000) == 12); /* ceil(ln 1000) + 5 */
+}
+
 /* A feed longer than one message is pulled in pages; the puller is synced
  * only once it has them all. */
 static void test_net_paged_pull(void)
@@ -1868,5 +1930,6 @@ int main(void)
     GG_RUN(test_net_late_plan_waits_for_pull);
     GG_RUN(test_net_push_epidemic);
     GG_RUN(test_net_paged_pull);
+    GG_RUN(test_push_fanout_scales);
     GG_DONE();
 }
