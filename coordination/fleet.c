@@ -111,6 +111,7 @@
 #define S_OWNER_COST_DIV  32u /* an ownership computation costs members/32 work units */
 #define S_MAX_HOPS        16u
 #define S_MAX_FANOUT      64u
+#define S_HB_MAX          512u   /* peers one heartbeat goes to */
 #define S_MAX_ORPHANS     16384u /* records of unknown plans kept */
 #define S_MAX_PUSH_QUEUE  65536u
 #define S_PUSH_MSGS       8u /* PROGRESS messages per push round */
@@ -257,6 +258,7 @@ struct _fleet_t {
     uint32_t max_hops;    /* cfg.max_hops scaled likewise */
     uint64_t *own_seeds;  /* live non-draining members sorted by id */
     uint32_t *own_orig;   /* their index in the caller's list */
+    uint32_t *own_mem;    /* their index in mem */
     uint32_t n_own;
     int32_t self_rank; /* self's position in the owner list, -1 when absent */
     uint64_t own_sum;  /* checksum of the owner list */
@@ -1354,6 +1356,17 @@ static void s_merge_in(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t
     progress_rec_t old = p->t[i].rec;
     bool was_mine = s_bit(p, S_BIT_MINE, i);
     f->stats.records_merged++;
+    /* A lease this node just learnt of (a claim, a retry, a re-claim,
+     * perhaps relayed by a third node) starts its clock now: its holder may
+     * not have had to talk to us for a long while (no heartbeats while it
+     * held nothing), and must not look expired on arrival. */
+    if (s_held_state(m.state) && !s_is_self(f, m.holder) &&
+        (m.epoch != old.epoch || m.attempt != old.attempt || m.state != old.state ||
+         memcmp(m.holder, old.holder, FLEET_ID_LEN) != 0)) {
+        s_member_t *h = s_member(f, m.holder);
+        if (h && h->last_heard < now)
+            h->last_heard = now;
+    }
     s_set(f, p, i, &m, true, now);
     s_check_fenced(f, p, i, &old, was_mine);
     if (hop < f->max_hops)
@@ -2078,6 +2091,7 @@ void fleet_destroy(fleet_t **self_p)
     free(f->live_peers);
     free(f->own_seeds);
     free(f->own_orig);
+    free(f->own_mem);
     free(f->held);
     free(f->orphans);
     s_ix_free(&f->orphan_ix);
@@ -2213,6 +2227,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     free(f->live_peers);
     free(f->own_seeds);
     free(f->own_orig);
+    free(f->own_mem);
     f->mem = nm;
     f->n_mem = cnt;
     f->mem_ix = nix;
@@ -2223,7 +2238,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     f->own_orig = orig;
     f->n_own = n_own;
     f->self_rank = rank;
-    free(order);
+    f->own_mem = order;
 
     /* who owns what, or whose leases are live, may have changed */
     bool changed = sum != f->own_sum || live_sum != f->live_sum;
@@ -2631,11 +2646,62 @@ static void s_scale_push(fleet_t *f)
     f->max_hops = hops;
 }
 
+/* Adds mem index k to the heartbeat set unless it is there (or self). */
+static void s_hb_add(const fleet_t *f, uint32_t *set, uint32_t *n, uint32_t cap, uint32_t k)
+{
+    if (s_is_self(f, f->mem[k].pub.id) || !f->mem[k].pub.address[0])
+        return;
+    for (uint32_t x = 0; x < *n; x++)
+        if (set[x] == k)
+            return;
+    if (*n < cap)
+        set[(*n)++] = k;
+}
+
+/* Lease renewal. Only a node that would take over one of our targets needs
+ * to hear from us: for a holder live in its view, that is the owner of the
+ * target among the members other than the holder (s_owned_without). So a
+ * holder heartbeats those successors, as its own view names them, plus
+ * push_fanout random peers (views that differ a little); in a small fleet
+ * that is every peer. A successor that views the fleet differently for
+ * longer than the lease may take over at epoch+1: fenced, as across a
+ * partition. O(held + fanout) messages per node instead of O(N). */
 static void s_heartbeat(fleet_t *f, uint64_t now)
 {
     f->hb_at = now + f->cfg.lease_ttl_ms / 3;
     if (f->n_live_peers == 0)
         return;
+    uint32_t cap = S_HB_MAX;
+    uint32_t set[S_HB_MAX], n = 0;
+    if (f->n_live_peers <= f->push_fanout + f->n_held) {
+        for (uint32_t k = 0; k < f->n_live_peers && n < cap; k++)
+            set[n++] = f->live_peers[k];
+    } else {
+        uint32_t peers[S_MAX_FANOUT];
+        uint32_t np = s_pick_peers(f, f->push_fanout, peers);
+        for (uint32_t k = 0; k < np; k++)
+            s_hb_add(f, set, &n, cap, peers[k]);
+        uint64_t self_seed = f->self_rank >= 0 ? f->own_seeds[f->self_rank] : 0;
+        for (uint32_t h = 0; h < f->n_held && n < cap; h++) {
+            uint32_t ref = f->held[h];
+            if (ref & S_DOC_BIT)
+                continue;
+            const s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
+            uint64_t key = p->t[ref & S_INDEX_MASK].key, best_score = 0;
+            int64_t best = -1;
+            for (uint32_t k = 0; k < f->n_own; k++) {
+                if (f->self_rank >= 0 && f->own_seeds[k] == self_seed)
+                    continue;
+                uint64_t sc = rendezvous_score(f->own_seeds[k], key);
+                if (best < 0 || sc > best_score) {
+                    best = k;
+                    best_score = sc;
+                }
+            }
+            if (best >= 0)
+                s_hb_add(f, set, &n, cap, f->own_mem[best]);
+        }
+    }
     wire_writer_t *w = wire_writer_new(WIRE_LEASE, f->self, 1);
     if (!w)
         return;
@@ -2643,8 +2709,8 @@ static void s_heartbeat(fleet_t *f, uint64_t now)
     const uint8_t *data;
     size_t len;
     if (wire_writer_finish(w, &data, &len) == 0)
-        for (uint32_t k = 0; k < f->n_live_peers; k++) {
-            s_emit_send(f, f->mem[f->live_peers[k]].pub.address, WIRE_LEASE, data, len);
+        for (uint32_t k = 0; k < n; k++) {
+            s_emit_send(f, f->mem[set[k]].pub.address, WIRE_LEASE, data, len);
             f->stats.heartbeats_out++;
         }
     wire_writer_destroy(&w);
@@ -2838,8 +2904,8 @@ size_t fleet_memory(const fleet_t *f)
     }
     b += s_ix_bytes(&f->plan_ix) + s_ix_bytes(&f->mem_ix) + s_ix_bytes(&f->doc_ix) +
          s_ix_bytes(&f->orphan_ix);
-    b += (size_t) f->n_mem *
-         (sizeof *f->mem + sizeof *f->live_peers + sizeof *f->own_seeds + sizeof *f->own_orig);
+    b += (size_t) f->n_mem * (sizeof *f->mem + sizeof *f->live_peers + sizeof *f->own_seeds +
+                              sizeof *f->own_orig + sizeof *f->own_mem);
     b += (size_t) f->held_cap * sizeof *f->held;
     b += f->orphans ? (size_t) S_MAX_ORPHANS * sizeof *f->orphans : 0;
     b += (size_t) f->docs_cap * sizeof *f->docs;
