@@ -22,9 +22,11 @@
  *   A claim writes the record {epoch+1, state running, holder self}. A record
  *   held (running or retry_wait) by H is live for node X while H is alive or
  *   suspect in X's view AND X has heard H's heartbeat within lease_ttl +
- *   lease_margin (measured on X's clock from when X heard it; holders
- *   heartbeat every lease_ttl/3 while they hold anything; any message from
- *   H counts). Only when it is not live may the owner take over at epoch+1
+ *   lease_margin (measured on X's clock from when X heard it, or from when
+ *   X learnt of the lease if later; holders heartbeat every lease_ttl/3
+ *   while they hold anything, to the members that would take their targets
+ *   over (the owner of each without them) and push_fanout random others;
+ *   any message from H counts). Only when it is not live may the owner take over at epoch+1
  *   (for a holder still live in X's view but silent, the owner among the
  *   other members, so that a hung node cannot keep its own targets);
  *   takeovers are looked for before new claims. A change of ownership never
