@@ -103,29 +103,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_NONE            UINT32_MAX
-#define S_NEVER           UINT64_MAX
-#define S_DOC_BIT         0x80000000u
-#define S_PLAN_SHIFT      20
-#define S_INDEX_MASK      ((1u << S_PLAN_SHIFT) - 1u)
-#define S_OWNER_COST_DIV  32u /* an ownership computation costs members/32 work units */
-#define S_MAX_HOPS        16u
-#define S_MAX_FANOUT      64u
-#define S_HB_MAX          512u   /* peers one heartbeat goes to */
-#define S_MAX_ORPHANS     16384u /* records of unknown plans kept */
-#define S_MAX_PUSH_QUEUE  65536u
-#define S_PUSH_MSGS       8u /* PROGRESS messages per push round */
-#define S_OUT_CAP_MAX     65536u
-#define S_BATCH_BYTES     (WIRE_MAX_MESSAGE - 4096u)
-#define S_ITEM_BYTES      192u /* an item without its error text, generously */
-#define S_DOC_ITEM_BYTES  64u
-#define S_FETCH_WINDOW    4u
-#define S_MAX_FETCHES     4u
-#define S_MAX_FETCH_BYTES (2ull * FLEET_MAX_DOC_BYTES) /* assembled in memory at once */
-#define S_MAX_WANTED      256u
-#define S_MAX_SOURCES     8u
-#define S_FETCH_TRIES     10u /* silent timeouts before a fetch is abandoned */
-#define S_CURSOR_CACHE    16u
+#define S_NONE               UINT32_MAX
+#define S_NEVER              UINT64_MAX
+#define S_DOC_BIT            0x80000000u
+#define S_PLAN_SHIFT         20
+#define S_INDEX_MASK         ((1u << S_PLAN_SHIFT) - 1u)
+#define S_OWNER_COST_DIV     32u /* an ownership computation costs members/32 work units */
+#define S_MAX_HOPS           16u
+#define S_MAX_FANOUT         64u
+#define S_PULL_PARTNERS      3u     /* anti-entropy ring: the next members by id */
+#define S_PULL_RANDOM_ONE_IN 4u     /* pulls that go to a random peer instead */
+#define S_HB_MAX             512u   /* peers one heartbeat goes to */
+#define S_MAX_ORPHANS        16384u /* records of unknown plans kept */
+#define S_MAX_PUSH_QUEUE     65536u
+#define S_PUSH_MSGS          8u /* PROGRESS messages per push round */
+#define S_OUT_CAP_MAX        65536u
+#define S_BATCH_BYTES        (WIRE_MAX_MESSAGE - 4096u)
+#define S_ITEM_BYTES         192u /* an item without its error text, generously */
+#define S_DOC_ITEM_BYTES     64u
+#define S_FETCH_WINDOW       4u
+#define S_MAX_FETCHES        4u
+#define S_MAX_FETCH_BYTES    (2ull * FLEET_MAX_DOC_BYTES) /* assembled in memory at once */
+#define S_MAX_WANTED         256u
+#define S_MAX_SOURCES        8u
+#define S_FETCH_TRIES        10u /* silent timeouts before a fetch is abandoned */
+#define S_CURSOR_CACHE       16u
 
 _Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
 _Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
@@ -175,6 +177,14 @@ typedef struct {
     bool exhausted;                    /* the last complete pass found nothing to take */
     double tokens;                     /* rate limit bucket */
     uint64_t tokens_at;
+    /* bounded load (cfg.load_cap_milli): every target's owner, assigned in
+     * index order by rendezvous_owner_bounded over the owner list whose
+     * checksum is assign_sum; valid once assign_next == n */
+    uint32_t *owner_rank;
+    uint32_t *load; /* per rank of the owner list */
+    uint32_t load_n, assign_next, assign_cap;
+    uint64_t assign_sum;
+    bool assign_started;
 } s_plan_t;
 
 typedef struct {
@@ -1019,6 +1029,9 @@ static bool s_owned(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t *work)
 {
     if (f->self_rank < 0)
         return false;
+    if (f->cfg.load_cap_milli)
+        return p->owner_rank && p->assign_started && p->assign_sum == f->own_sum &&
+               p->assign_next == p->n && p->owner_rank[i] == (uint32_t) f->self_rank;
     if (s_bit(p, S_BIT_OWN_KNOWN, i))
         return s_bit(p, S_BIT_OWN_SELF, i);
     size_t owner = rendezvous_owner(f->own_seeds, f->n_own, p->t[i].key);
@@ -1227,6 +1240,42 @@ static bool s_pass(fleet_t *f, s_plan_t *p, bool takeover_pass, uint64_t now, ui
 /* Claim scan: per plan a takeover pass (targets whose holder is gone come
  * first), then the pass over pending targets; FLEET_SCAN_BUDGET work units
  * per call across plans, resumed on the next call. */
+/* Bounded load: (re)computes the plan's assignment for the current owner
+ * list, within the work budget. True once it is complete. */
+static bool s_assign(fleet_t *f, s_plan_t *p, uint64_t *work)
+{
+    if (!f->cfg.load_cap_milli)
+        return true;
+    if (f->n_own == 0)
+        return false;
+    if (!p->assign_started || p->assign_sum != f->own_sum || p->load_n != f->n_own) {
+        if (!p->owner_rank) {
+            p->owner_rank = calloc(p->n > 0 ? p->n : 1, sizeof *p->owner_rank);
+            if (!p->owner_rank)
+                return false;
+        }
+        if (p->load_n != f->n_own) {
+            uint32_t *grown = realloc(p->load, (size_t) f->n_own * sizeof *grown);
+            if (!grown)
+                return false;
+            p->load = grown;
+            p->load_n = f->n_own;
+        }
+        memset(p->load, 0, (size_t) p->load_n * sizeof *p->load);
+        p->assign_next = 0;
+        p->assign_sum = f->own_sum;
+        p->assign_cap = rendezvous_cap(p->n, f->n_own, f->cfg.load_cap_milli);
+        p->assign_started = true;
+    }
+    while (p->assign_next < p->n && *work < FLEET_SCAN_BUDGET) {
+        uint32_t i = p->assign_next++;
+        p->owner_rank[i] = (uint32_t) rendezvous_owner_bounded(f->own_seeds, f->n_own, p->t[i].key,
+                                                               p->assign_cap, p->load);
+        *work += 1 + f->n_own / S_OWNER_COST_DIV;
+    }
+    return p->assign_next == p->n;
+}
+
 static void s_scan(fleet_t *f, uint64_t now)
 {
     uint64_t work = 0;
@@ -1241,6 +1290,10 @@ static void s_scan(fleet_t *f, uint64_t now)
             p->scan_left = 0;
             p->take_left = 0;
             continue;
+        }
+        if (!s_assign(f, p, &work)) {
+            f->scan_plan = slot; /* the assignment goes on next call */
+            break;
         }
         if (!s_pass(f, p, true, now, &work) || !s_pass(f, p, false, now, &work)) {
             p->scan_left = 0;
@@ -1853,10 +1906,31 @@ static void s_pull_send(fleet_t *f, s_member_t *m, uint64_t now)
     f->stats.pulls++;
 }
 
+/* Anti-entropy partner. A pull names the position reached in that peer's
+ * feed, so pulling the same few peers again costs only what changed since,
+ * while a peer pulled for the first time (or long ago) serves its whole
+ * feed. In a large fleet a random peer is nearly always new: every node
+ * would copy every record every anti_entropy_interval. So most pulls go to
+ * one of the S_PULL_PARTNERS members that follow this node in id order (a
+ * ring every node agrees on), and one in S_PULL_RANDOM_ONE_IN to a random
+ * peer, which keeps the ring from being the only path. */
+static bool s_pull_partner(fleet_t *f, uint32_t *peer)
+{
+    if (f->self_rank < 0 || f->n_own <= S_PULL_PARTNERS + 1 ||
+        rng_below(&f->rng, S_PULL_RANDOM_ONE_IN) == 0)
+        return false;
+    uint32_t step = 1 + (uint32_t) rng_below(&f->rng, S_PULL_PARTNERS);
+    uint32_t k = f->own_mem[((uint32_t) f->self_rank + step) % f->n_own];
+    if (s_is_self(f, f->mem[k].pub.id) || !f->mem[k].pub.address[0])
+        return false;
+    *peer = k;
+    return true;
+}
+
 static void s_pull_start(fleet_t *f, uint64_t now)
 {
     uint32_t peer;
-    if (s_pick_peers(f, 1, &peer) == 0)
+    if (!s_pull_partner(f, &peer) && s_pick_peers(f, 1, &peer) == 0)
         return;
     f->chain_cur = ++f->chain_started;
     f->pull_soon = false;
@@ -2045,7 +2119,8 @@ static bool s_config_ok(const fleet_config_t *c)
 {
     return c->lease_ttl_ms >= 3 && c->push_interval_ms > 0 && c->push_fanout > 0 &&
            c->push_fanout <= S_MAX_FANOUT && c->anti_entropy_interval_ms > 0 &&
-           c->max_hops <= S_MAX_HOPS;
+           c->max_hops <= S_MAX_HOPS &&
+           (c->load_cap_milli == 0 || (c->load_cap_milli >= 1000 && c->load_cap_milli <= 100000));
 }
 
 fleet_t *fleet_new(const fleet_config_t *cfg, const uint8_t self_id[FLEET_ID_LEN],
@@ -2083,6 +2158,8 @@ void fleet_destroy(fleet_t **self_p)
     for (uint32_t k = 0; k < f->n_plans; k++) {
         free(f->plans[k]->t);
         free(f->plans[k]->bits);
+        free(f->plans[k]->owner_rank);
+        free(f->plans[k]->load);
         free(f->plans[k]);
     }
     s_ix_free(&f->plan_ix);
@@ -2900,7 +2977,9 @@ size_t fleet_memory(const fleet_t *f)
     for (uint32_t k = 0; k < f->n_plans; k++) {
         const s_plan_t *p = f->plans[k];
         b += sizeof *p + (size_t) (p->n > 0 ? p->n : 1) * sizeof *p->t +
-             (size_t) S_BITS * (p->words > 0 ? p->words : 1) * sizeof(uint64_t);
+             (size_t) S_BITS * (p->words > 0 ? p->words : 1) * sizeof(uint64_t) +
+             (p->owner_rank ? (size_t) (p->n > 0 ? p->n : 1) * sizeof *p->owner_rank : 0) +
+             (size_t) p->load_n * sizeof *p->load;
     }
     b += s_ix_bytes(&f->plan_ix) + s_ix_bytes(&f->mem_ix) + s_ix_bytes(&f->doc_ix) +
          s_ix_bytes(&f->orphan_ix);

@@ -90,6 +90,10 @@ typedef struct {
     uint32_t push_fanout;      /* peers per push (all live peers when fewer) */
     uint32_t anti_entropy_interval_ms;
     uint32_t max_hops; /* forwarding limit for pushed changes */
+    /* Bounded load (DESIGN.md §3): 0 plain rendezvous; else 1000..100000,
+     * no member owns more than load_cap_milli/1000 x the mean of a plan's
+     * targets (rendezvous_owner_bounded, assigned in target order). */
+    uint32_t load_cap_milli;
 } fleet_config_t;
 
 /* "lan", "wan" or "test" (same names as the membership profiles). */

@@ -35,6 +35,38 @@ uint64_t rendezvous_score(uint64_t node_seed, uint64_t target_key)
     return z ^ (z >> 31);
 }
 
+uint32_t rendezvous_cap(size_t targets, size_t n, uint32_t cap_milli)
+{
+    if (n == 0)
+        return 0;
+    uint64_t num = (uint64_t) cap_milli * targets, den = (uint64_t) 1000 * n;
+    uint64_t cap = (num + den - 1) / den;
+    if (cap * n < targets) /* cap_milli below 1000: everyone still gets one */
+        cap = (targets + n - 1) / n;
+    return cap > UINT32_MAX ? UINT32_MAX : (cap ? (uint32_t) cap : 1);
+}
+
+size_t rendezvous_owner_bounded(const uint64_t *node_seeds, size_t n, uint64_t target_key,
+                                uint32_t cap, uint32_t *load)
+{
+    assert(n > 0);
+    size_t best = n;
+    uint64_t best_score = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (load[i] >= cap)
+            continue;
+        uint64_t s = rendezvous_score(node_seeds[i], target_key);
+        if (best == n || s > best_score) {
+            best = i;
+            best_score = s;
+        }
+    }
+    if (best == n) /* every node full: only when the caller's cap is too small */
+        best = rendezvous_owner(node_seeds, n, target_key);
+    load[best]++;
+    return best;
+}
+
 size_t rendezvous_owner(const uint64_t *node_seeds, size_t n, uint64_t target_key)
 {
     assert(n > 0);

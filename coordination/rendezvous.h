@@ -26,4 +26,17 @@ uint64_t rendezvous_score(uint64_t node_seed, uint64_t target_key);
  * index, so callers should pass seeds in a canonical order (sorted by id). */
 size_t rendezvous_owner(const uint64_t *node_seeds, size_t n, uint64_t target_key);
 
+/* Bounded load (DESIGN.md §3): no node owns more than `cap` of a set of
+ * targets. Targets are assigned in a fixed order (their index in the plan),
+ * each to the highest-scoring node that still has room, so every node with
+ * the same view computes the same assignment. rendezvous_cap gives
+ * ceil(cap_milli/1000 * targets / n) (at least 1): with cap_milli >= 1000
+ * there is always room. A join moves more than 1/(N+1) of the targets (the
+ * caps shift), but no node's share exceeds the cap. */
+uint32_t rendezvous_cap(size_t targets, size_t n, uint32_t cap_milli);
+/* One step: the owner of target_key among n nodes given the loads so far
+ * (load[i] < cap for some i); increments load of the chosen node. */
+size_t rendezvous_owner_bounded(const uint64_t *node_seeds, size_t n, uint64_t target_key,
+                                uint32_t cap, uint32_t *load);
+
 #endif

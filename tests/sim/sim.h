@@ -293,7 +293,7 @@ typedef struct {
     uint64_t bytes_sent, msgs_sent;
     double converge_p50, converge_p99, converge_max; /* terminal on holder -> on all */
     uint32_t converge_samples;
-    double owned_max_mean; /* over node 0's fleet ownership at the end */
+    double claimed_max_mean; /* claims per node: max / mean */
 } sim_fleet_result_t;
 
 struct sim_result {

@@ -150,9 +150,18 @@ int sim_ownership(sim_t *sim, sim_node_t *observer, const uint64_t *keys, uint32
     qsort(owners, n, sizeof *owners, s_owner_cmp);
     for (uint32_t i = 0; i < n; i++)
         seeds[i] = rendezvous_node_seed(owners[i].id);
+    /* With a bounded-load cap, the fleet core's rule: the same function
+     * over the same owner list, targets in index order. */
+    uint32_t milli = sim_config(sim)->bounded_load_milli;
+    uint32_t cap = milli ? rendezvous_cap(targets, n, milli) : 0;
     for (uint32_t t = 0; t < targets; t++) {
-        size_t o = rendezvous_owner(seeds, n, keys[t]);
-        counts[o]++;
+        size_t o;
+        if (milli) {
+            o = rendezvous_owner_bounded(seeds, n, keys[t], cap, counts); /* counts it */
+        } else {
+            o = rendezvous_owner(seeds, n, keys[t]);
+            counts[o]++;
+        }
         if (owner_of)
             owner_of[t] = owners[o].index;
     }

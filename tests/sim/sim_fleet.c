@@ -135,8 +135,9 @@ typedef struct {
     uint64_t done_at;
     s_claim_t *claims;
     uint32_t claims_cap, claims_n;
-    uint64_t churn_at;  /* last crash or boot + 1 (0: none) */
-    uint64_t window_ms; /* how long views may disagree after churn */
+    uint32_t *claims_by_node; /* executions claimed (FOUT_RUN) per node */
+    uint64_t churn_at;        /* last crash or boot + 1 (0: none) */
+    uint64_t window_ms;       /* how long views may disagree after churn */
     sim_fleet_result_t res;
 } s_world_t;
 
@@ -240,6 +241,7 @@ static void s_on_claim(sim_t *sim, s_inst_t *in, uint32_t index, const progress_
         sim_violation(sim, "harness", -1, -1, "out of memory");
         return;
     }
+    w->claims_by_node[node->index]++;
     if (c->holder == UINT32_MAX) {
         c->holder = node->index;
         return;
@@ -767,6 +769,7 @@ static int s_boot(sim_t *sim, sim_node_t *node, void **state, uint64_t now)
     rc = fleet_config_get(cfg->profile, &fc);
     if (rc != 0)
         goto out;
+    fc.load_cap_milli = cfg->bounded_load_milli;
     in->fleet = fleet_new(&fc, node->id, node->address, sim_machine_seed(sim), now);
     if (!in->fleet) {
         rc = GG_ENOMEM;
@@ -877,6 +880,7 @@ static void s_world_free(void **shared)
     free(w->n_terminal);
     free(w->samples);
     free(w->claims);
+    free(w->claims_by_node);
     free(w);
     *shared = NULL;
 }
@@ -912,12 +916,13 @@ static int s_world_new(sim_t *sim, void **shared)
     w->n_terminal = calloc(w->targets, sizeof *w->n_terminal);
     w->samples = calloc(w->targets, sizeof *w->samples);
     w->has_terminal = calloc(((size_t) n * w->targets + 7) / 8, 1);
+    w->claims_by_node = calloc(n, sizeof *w->claims_by_node);
     /* The document: a header naming the plan, padded like a plan whose
      * targets carry their frozen entities. */
     w->doc_len = (size_t) w->targets * S_DOC_BYTES_PER_TARGET + 64;
     w->doc = malloc(w->doc_len);
     if (!w->keys || !w->running || !w->terminal_at || !w->n_terminal || !w->samples ||
-        !w->has_terminal || !w->doc)
+        !w->has_terminal || !w->claims_by_node || !w->doc)
         return GG_ENOMEM;
     int len = snprintf((char *) w->doc, 64, "gaggle-sim plan targets=%u seed=%llu\n", w->targets,
                        (unsigned long long) cfg->seed);
@@ -1068,6 +1073,12 @@ static void s_results(sim_t *sim, void *shared, sim_result_t *res)
         }
         break;
     }
+    uint64_t sum = 0, max = 0;
+    for (uint32_t i = 0; i < sim_node_count(sim) && w->claims_by_node; i++) {
+        sum += w->claims_by_node[i];
+        max = w->claims_by_node[i] > max ? w->claims_by_node[i] : max;
+    }
+    r->claimed_max_mean = sum ? (double) max * sim_node_count(sim) / (double) sum : 0;
     if (w->n_samples) {
         qsort(w->samples, w->n_samples, sizeof *w->samples, s_cmp_double);
         r->converge_samples = w->n_samples;
@@ -1083,8 +1094,8 @@ int sim_fleet_ownership(sim_t *sim, sim_node_t *node, const uint64_t *keys, uint
 {
     s_inst_t *in = sim_machine_state(sim, node, &sim_fleet_ops);
     membership_t *m = sim_membership(node);
-    if (!in || !m)
-        return -1;
+    if (!in || !m || sim_config(sim)->bounded_load_milli)
+        return -1; /* the cap's assignment is sim_ownership's */
     size_t size = membership_size(m);
     uint32_t *counts = calloc(size ? size : 1, sizeof *counts);
     if (!counts)

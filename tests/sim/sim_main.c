@@ -71,6 +71,8 @@ static void s_usage(FILE *f)
                "  --fail-rate P        probability that an attempt fails (default 0.1)\n"
                "  --attempts N         attempts per target before it fails (default 3)\n"
                "  --plan-at D          when the plan is applied (default 5 probe intervals)\n"
+               "  --load-cap F         bounded load: nobody owns more than F x the mean (1..100;\n"
+               "                       default 0: plain rendezvous)\n"
                "  --profile P          lan, wan or test: timings and network (default lan)\n"
                "  --duration D         chaos phase, e.g. 60s, 10m, 1h (default 60s)\n"
                "  --settle D           longest settle phase (default from the profile)\n"
@@ -210,6 +212,7 @@ enum {
     O_FAIL_RATE,
     O_ATTEMPTS,
     O_PLAN_AT,
+    O_LOAD_CAP,
 };
 
 static const struct option s_options[] = {
@@ -244,6 +247,7 @@ static const struct option s_options[] = {
     {"fail-rate", required_argument, NULL, O_FAIL_RATE},
     {"attempts", required_argument, NULL, O_ATTEMPTS},
     {"plan-at", required_argument, NULL, O_PLAN_AT},
+    {"load-cap", required_argument, NULL, O_LOAD_CAP},
     {NULL, 0, NULL, 0},
 };
 
@@ -286,6 +290,14 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             o->base.attempts = u > 100000 ? 100000 : (uint32_t) u;
             break;
         case O_PLAN_AT: rc = units_parse_duration(v, &o->base.plan_at_ms); break;
+        case O_LOAD_CAP: {
+            double cap = 0;
+            rc = s_parse_double(v, &cap);
+            if (rc == 0 && cap != 0 && !(cap >= 1.0 && cap <= 100.0))
+                rc = GG_EINVAL;
+            o->base.bounded_load_milli = (uint32_t) llround(cap * 1000.0);
+            break;
+        }
         case O_PROFILE:
             if (strlen(v) >= sizeof o->base.profile)
                 rc = GG_EINVAL;
@@ -487,6 +499,7 @@ static bool s_same_config(const sim_config_t *a, const sim_config_t *b)
         (a->fleet &&
          (a->workers != b->workers || a->exec_ms != b->exec_ms || a->fail_rate != b->fail_rate ||
           a->attempts != b->attempts || a->plan_at_ms != b->plan_at_ms)) ||
+        a->bounded_load_milli != b->bounded_load_milli ||
         (a->experiment != SIM_EXP_NONE && a->trials != b->trials))
         return false;
     for (uint32_t i = 0; i < a->n_partitions; i++) {
@@ -676,6 +689,7 @@ static void s_print_fleet(const sim_fleet_result_t *f)
           (unsigned long long) f->overlaps, (unsigned long long) f->overlaps_partition);
     s_row("same-epoch results from two nodes", "%llu", (unsigned long long) f->double_results);
     s_row("fenced results discarded", "%llu", (unsigned long long) f->fenced_results);
+    s_row("claims per node: max / mean", "%.3f", f->claimed_max_mean);
     s_row("records persisted / lost in crashes", "%llu / %llu",
           (unsigned long long) f->records_persisted, (unsigned long long) f->records_lost);
     s_row("fleet messages (bytes)", "%llu (%llu)", (unsigned long long) f->msgs_sent,
@@ -709,6 +723,7 @@ static json_t *s_fleet_json(const sim_fleet_result_t *f)
     json_object_set_new(x, "overlaps_unsettled", json_integer((json_int_t) f->overlaps_partition));
     json_object_set_new(x, "double_results", json_integer((json_int_t) f->double_results));
     json_object_set_new(x, "fenced_results", json_integer((json_int_t) f->fenced_results));
+    json_object_set_new(x, "claimed_max_mean", json_real(f->claimed_max_mean));
     json_object_set_new(x, "records_persisted", json_integer((json_int_t) f->records_persisted));
     json_object_set_new(x, "records_lost", json_integer((json_int_t) f->records_lost));
     json_object_set_new(x, "messages", json_integer((json_int_t) f->msgs_sent));

@@ -143,6 +143,9 @@ int sim_config_check(const sim_config_t *cfg, char *why, size_t why_len)
         bad = "--targets must be at most 1048576";
     else if (cfg->fleet && cfg->targets > 200000)
         bad = "--targets must be at most 200000 with the fleet on (every node holds them)";
+    else if (cfg->bounded_load_milli &&
+             (cfg->bounded_load_milli < 1000 || cfg->bounded_load_milli > 100000))
+        bad = "--load-cap must be 0 or between 1 and 100";
     else if (cfg->workers < 1 || cfg->workers > 1024)
         bad = "--workers must be between 1 and 1024";
     else if (!(cfg->fail_rate >= 0.0 && cfg->fail_rate < 1.0))
@@ -286,6 +289,9 @@ void sim_config_command(const sim_config_t *cfg, char *buf, size_t size)
     }
     if (cfg->fleet && cfg->attempts != 3)
         s_append(buf, size, " --attempts %u", cfg->attempts);
+    if (cfg->bounded_load_milli)
+        s_append(buf, size, " --load-cap %u.%03u", cfg->bounded_load_milli / 1000,
+                 cfg->bounded_load_milli % 1000);
     if (cfg->fleet && cfg->plan_at_ms)
         s_append(buf, size, " --plan-at %llums", (unsigned long long) cfg->plan_at_ms);
     if (cfg->faults & SIM_FAULT_MUTE_REFUTATIONS)

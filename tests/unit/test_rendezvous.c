@@ -3,6 +3,7 @@
 #include "rendezvous.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define NODES   100
 #define TARGETS 20000
@@ -77,9 +78,56 @@ static void test_balance_and_minimal_moves(void)
     }
 }
 
+/* Bounded load: nobody owns more than the cap, where plain rendezvous does;
+ * the same inputs give the same assignment; a join stays a small move. */
+static void test_bounded_load(void)
+{
+    static uint64_t seeds[NODES + 1];
+    static uint32_t load[NODES + 1], plain[NODES + 1];
+    static uint32_t before[TARGETS], after[TARGETS];
+    s_seeds(seeds, NODES + 1);
+    uint32_t cap = rendezvous_cap(TARGETS, NODES, 1150);
+    CHECK(cap == 230); /* ceil(1.15 * 200) */
+    CHECK(rendezvous_cap(10, 3, 1000) == 4);
+    CHECK(rendezvous_cap(10, 3, 500) == 4); /* below the mean: still room for all */
+    CHECK(rendezvous_cap(0, 3, 1150) == 1);
+    uint32_t max_plain = 0, max_bounded = 0;
+    for (size_t t = 0; t < TARGETS; t++) {
+        char ref[32];
+        int len = snprintf(ref, sizeof ref, "t%zu", t);
+        uint64_t k = rendezvous_key(ref, (size_t) len);
+        plain[rendezvous_owner(seeds, NODES, k)]++;
+        before[t] = (uint32_t) rendezvous_owner_bounded(seeds, NODES, k, cap, load);
+    }
+    for (size_t i = 0; i < NODES; i++) {
+        max_plain = plain[i] > max_plain ? plain[i] : max_plain;
+        max_bounded = load[i] > max_bounded ? load[i] : max_bounded;
+    }
+    CHECK(max_plain > cap); /* the cap is not idle: plain hashing exceeds it */
+    CHECK(max_bounded <= cap);
+    /* one more node: recompute with its cap */
+    uint32_t cap2 = rendezvous_cap(TARGETS, NODES + 1, 1150);
+    for (size_t i = 0; i <= NODES; i++)
+        load[i] = 0;
+    size_t moved = 0;
+    for (size_t t = 0; t < TARGETS; t++) {
+        char ref[32];
+        int len = snprintf(ref, sizeof ref, "t%zu", t);
+        uint64_t k = rendezvous_key(ref, (size_t) len);
+        after[t] = (uint32_t) rendezvous_owner_bounded(seeds, NODES + 1, k, cap2, load);
+        moved += after[t] != before[t];
+    }
+    for (size_t i = 0; i <= NODES; i++)
+        CHECK(load[i] <= cap2);
+    /* 1/(N+1) is about 1%; the shifted caps move more, but far from all */
+    CHECK(moved >= TARGETS / (NODES + 1) / 2);
+    CHECK(moved < TARGETS / 10);
+}
+
 int main(void)
 {
     GG_RUN(test_deterministic);
     GG_RUN(test_balance_and_minimal_moves);
+    GG_RUN(test_bounded_load);
     GG_DONE();
 }
