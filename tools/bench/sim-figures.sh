@@ -79,6 +79,8 @@ RUN_SEED=$SEED
 # Ownership: targets moved when one node joins 100 (and 1,000).
 run join100 --nodes 101 --profile lan --duration 10m --experiment join --targets 10000
 run join1000 --nodes 1001 --profile lan --duration 10m --experiment join --targets 10000
+run joincap --nodes 101 --profile lan --duration 10m --experiment join --targets 10000 \
+    --load-cap 1.15
 # Speed: 1,000 nodes, lan, 10 minutes, no faults: membership alone.
 run speed --nodes 1000 --profile lan --duration 10m --fleet off
 # The fleet core: a plan of 2,000 targets on 100 nodes (progress convergence,
@@ -140,6 +142,10 @@ for n in 100 1000; do
         "$(get join$n 'j["experiment"]["max_mean_before"]')" \
         "$(get join$n 'j["experiment"]["max_mean_after"]')"
 done
+printf '  %-44s %s of %s / %s / %s\n' "with --load-cap 1.15: moved / max/mean before / after" \
+    "$(get joincap 'j["experiment"]["moved"]')" "$(get joincap 'j["experiment"]["targets"]')" \
+    "$(get joincap 'j["experiment"]["max_mean_before"]')" \
+    "$(get joincap 'j["experiment"]["max_mean_after"]')"
 echo
 echo "Speed, 1,000 nodes, lan, 10 minutes (goal >= 10 simulated s per wall s)"
 printf '  %-44s %s\n' "whole run (fleet forming included)" "$(get speed 'j["sim_s_per_wall_s"]')"
