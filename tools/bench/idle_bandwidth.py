@@ -95,6 +95,12 @@ def serf_idle(n, seconds):
                 argv.append(f"-join=127.0.0.1:{ports[0][0]}")
             log = open(os.path.join(tmp, f"s{i}.log"), "w")
             procs.append(subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True))
+            if i == 0:
+                # The others join through it: it must listen first (a join
+                # refused makes `serf agent` exit).
+                harness.wait_until(lambda: subprocess.run(
+                    ["serf", "members", f"-rpc-addr=127.0.0.1:{rpc}"], capture_output=True,
+                    timeout=10).returncode == 0, 30, "the first serf member to listen")
 
         def formed():
             out = subprocess.run(["serf", "members", f"-rpc-addr=127.0.0.1:{ports[0][1]}",
