@@ -285,13 +285,13 @@ static json_t *s_plans_array(void)
 static json_t *s_target_json(const engine_plan_t *p, uint32_t i)
 {
     char hex[FLEET_ID_LEN * 2 + 1];
-    const plan_target_t *t = plan_target(p->plan, i);
+    const char *ref = plan_target_ref(p->plan, i);
     const progress_rec_t *rec = engine_record(s_api.engine, p, i);
     target_state_t st = engine_target_state(s_api.engine, p, i);
-    if (!t)
+    if (!ref)
         return NULL;
     const char *node = s_holder_name(rec, hex);
-    return json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:I, s:I}", "ref", t->ref, "state",
+    return json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:I, s:I}", "ref", ref, "state",
                      target_state_name(st), "attempt", (json_int_t) (rec ? rec->attempt : 0),
                      "epoch", (json_int_t) (rec ? rec->epoch : 0), "node", s_opt_text(node),
                      "error", s_opt_text(rec ? rec->error : NULL), "index", (json_int_t) i,
@@ -397,7 +397,7 @@ static int s_get_log(const engine_plan_t *p, const http_request_t *req, http_res
         snprintf(msg, sizeof msg, "plan %s has no target '%.200s'", plan_name(p->plan), ref);
         return s_error(resp, 404, msg);
     }
-    const plan_target_t *t = plan_target(p->plan, (size_t) idx);
+    const char *tref = plan_target_ref(p->plan, (size_t) idx);
     const progress_rec_t *rec = engine_record(s_api.engine, p, (uint32_t) idx);
     const char *holder = s_holder_name(rec, hex);
     const char *node = NULL;
@@ -414,16 +414,16 @@ static int s_get_log(const engine_plan_t *p, const http_request_t *req, http_res
     } else {
         int rc = engine_fetch_log(s_api.engine, p, (uint32_t) idx);
         if (rc == 0)
-            return http_respond_json(resp, 202,
-                                     json_pack("{s:s, s:s, s:s}", "status", "fetching", "target",
-                                               t->ref, "node", holder));
+            return http_respond_json(
+                resp, 202,
+                json_pack("{s:s, s:s, s:s}", "status", "fetching", "target", tref, "node", holder));
         /* The holder cannot be asked: an earlier attempt's output kept here
          * is better than nothing. */
         if ((log = engine_local_log(s_api.engine, p, (uint32_t) idx, &len)) != NULL) {
             node = self_name;
         } else {
             snprintf(msg, sizeof msg,
-                     "the log of %.200s is on node %.64s, which cannot be asked now (%s)", t->ref,
+                     "the log of %.200s is on node %.64s, which cannot be asked now (%s)", tref,
                      holder, gg_strerror(rc));
             return s_error(resp, 503, msg);
         }
@@ -437,7 +437,7 @@ static int s_get_log(const engine_plan_t *p, const http_request_t *req, http_res
         return GG_ENOMEM;
     return http_respond_json(
         resp, 200,
-        json_pack("{s:s, s:o, s:o, s:s, s:b}", "target", t->ref, "node", s_opt_text(node), "log",
+        json_pack("{s:s, s:o, s:o, s:s, s:b}", "target", tref, "node", s_opt_text(node), "log",
                   text, "state",
                   target_state_name(engine_target_state(s_api.engine, p, (uint32_t) idx)),
                   "truncated", from > 0));
@@ -721,7 +721,7 @@ static size_t s_needs_human_list(json_t *arr)
             const progress_rec_t *rec = engine_record(s_api.engine, p, (uint32_t) t);
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:o}", "plan",
                                                  plan_name(p->plan), "plan_id", p->id_hex, "ref",
-                                                 plan_target(p->plan, t)->ref, "state",
+                                                 plan_target_ref(p->plan, t), "state",
                                                  target_state_name(ts), "error",
                                                  s_opt_text(rec ? rec->error : NULL)));
         }
@@ -799,10 +799,10 @@ int api_report_input(engine_t *engine, const engine_plan_t *p, report_input_t *i
         return GG_ENOMEM;
     char *hexes = (char *) (targets + n);
     for (size_t i = 0; i < n; i++) {
-        const plan_target_t *t = plan_target(p->plan, i);
+        const char *ref = plan_target_ref(p->plan, i);
         const progress_rec_t *rec = engine_record(engine, p, (uint32_t) i);
         report_target_t *r = &targets[i];
-        r->ref = t ? t->ref : "?";
+        r->ref = ref ? ref : "?";
         r->state = target_state_name(engine_target_state(engine, p, (uint32_t) i));
         if (rec) {
             r->attempts = rec->attempt;

@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "agent.h"
 #include "cluster.h"
+#include "docstore.h"
 #include "executor.h"
 #include "gg_error.h"
 #include "gg_log.h"
@@ -38,8 +39,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define CHUNK_BYTES         (1u << 20)
 #define LOG_CACHE_MAX       64
+#define DEFERRED_MAX        256
 #define RETRIES_MAX         65536
 #define AUDIT_LIMIT_DEFAULT 1000
 
@@ -76,6 +77,12 @@ typedef struct {
 
 #define PENDING_WRITES_MAX 65536
 
+typedef struct {
+    uint8_t id[32];
+    uint8_t *data;
+    size_t len;
+} s_deferred_t;
+
 struct _engine_t {
     agent_t *agent;
     cluster_t *cluster;
@@ -97,6 +104,12 @@ struct _engine_t {
     uint64_t audit_seq;
     zhashx_t *log_cache; /* "planhex:index" -> char* */
     uint64_t persist_errors, docs_rejected;
+    /* Replicated commands whose plan has not arrived yet (a small command
+     * can finish fetching before its large plan): verified, kept here, and
+     * tried again whenever a plan is added. Oldest refused when full. */
+    s_deferred_t deferred[DEFERRED_MAX];
+    size_t n_deferred;
+    bool retry_deferred;
     char work_root[512], log_root[512], pgid_root[512];
 };
 
@@ -208,69 +221,26 @@ static void s_persist_record(engine_t *self, const uint8_t plan[32], uint32_t in
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* Documents in chunks: "d"+id -> {kind, size}, "c"+id+chunk -> bytes. */
+/* Documents in chunks (docstore.h), committed at once: they are what
+ * everything else needs. */
 static int s_doc_store(engine_t *self, const uint8_t id[32], uint8_t kind, const char *data,
                        size_t len)
 {
     store_batch_t *b = s_batch(self);
     if (!b)
         return GG_EIO;
-    uint8_t key[37], meta[9];
-    key[0] = 'd';
-    memcpy(key + 1, id, 32);
-    meta[0] = kind;
-    for (int i = 0; i < 8; i++)
-        meta[1 + i] = (uint8_t) ((uint64_t) len >> (56 - 8 * i));
-    int rc = store_batch_put(b, STORE_DB_PLANS, key, 33, meta, sizeof meta);
-    for (size_t off = 0, chunk = 0; rc == 0 && off < len; off += CHUNK_BYTES, chunk++) {
-        uint8_t ckey[37];
-        ckey[0] = 'c';
-        memcpy(ckey + 1, id, 32);
-        ckey[33] = (uint8_t) (chunk >> 24);
-        ckey[34] = (uint8_t) (chunk >> 16);
-        ckey[35] = (uint8_t) (chunk >> 8);
-        ckey[36] = (uint8_t) chunk;
-        size_t n = len - off < CHUNK_BYTES ? len - off : CHUNK_BYTES;
-        rc = store_batch_put(b, STORE_DB_PLANS, ckey, sizeof ckey, data + off, n);
-    }
-    /* Documents are committed at once: they are what everything else needs. */
+    int rc = docstore_put(b, id, kind, data, len);
     s_commit(self);
     return rc;
 }
 
+/* Reads [offset, offset + len) of a stored document: the fleet core serves
+ * chunks with it and compact plans read their targets back with it. */
 static size_t s_doc_read(void *arg, const uint8_t id[FLEET_ID_LEN], uint64_t offset, uint8_t *buf,
                          size_t len)
 {
     engine_t *self = arg;
-    size_t done = 0;
-    while (done < len) {
-        uint64_t pos = offset + done;
-        uint32_t chunk = (uint32_t) (pos / CHUNK_BYTES);
-        size_t within = (size_t) (pos % CHUNK_BYTES);
-        uint8_t ckey[37];
-        ckey[0] = 'c';
-        memcpy(ckey + 1, id, 32);
-        ckey[33] = (uint8_t) (chunk >> 24);
-        ckey[34] = (uint8_t) (chunk >> 16);
-        ckey[35] = (uint8_t) (chunk >> 8);
-        ckey[36] = (uint8_t) chunk;
-        void *val = NULL;
-        size_t vlen = 0;
-        if (store_get(agent_store(self->agent), STORE_DB_PLANS, ckey, sizeof ckey, &val, &vlen) !=
-            0)
-            break;
-        if (within >= vlen) {
-            free(val);
-            break;
-        }
-        size_t n = vlen - within;
-        if (n > len - done)
-            n = len - done;
-        memcpy(buf + done, (uint8_t *) val + within, n);
-        free(val);
-        done += n;
-    }
-    return done;
+    return docstore_read(agent_store(self->agent), id, offset, buf, len);
 }
 
 static char *s_doc_load(engine_t *self, const uint8_t id[32], uint64_t size)
@@ -365,9 +335,9 @@ static s_plan_t *s_plan_add(engine_t *self, const uint8_t id[32], plan_t *plan)
     p->pub.control = FLEET_PLAN_ACTIVE;
     p->pub.accepted_ms = s_wall_ms();
     for (size_t i = 0; i < n; i++) {
-        const plan_target_t *t = plan_target(plan, i);
-        keys[i] = rendezvous_key(t->ref, strlen(t->ref));
-        gated[i] = t->needs_approval;
+        const char *ref = plan_target_ref(plan, i);
+        keys[i] = rendezvous_key(ref, strlen(ref));
+        gated[i] = plan_target_needs_approval(plan, i);
     }
     const plan_spec_t *spec = plan_spec(plan);
     fleet_rollout_t rollout = {
@@ -390,6 +360,7 @@ static s_plan_t *s_plan_add(engine_t *self, const uint8_t id[32], plan_t *plan)
         self->cap_plans = cap;
     }
     self->plans[self->n_plans++] = p;
+    self->retry_deferred = self->n_deferred > 0;
     int rc = fleet_add_plan(self->fleet, s_now(), id, (uint32_t) n, keys, gated, &rollout);
     if (rc)
         gg_error("engine: the fleet core refused plan %s: %s", p->pub.id_hex, gg_strerror(rc));
@@ -529,7 +500,7 @@ static int s_apply_command(engine_t *self, json_t *payload, const uint8_t signer
                     return GG_ENOTFOUND;
                 }
             }
-            if (!plan_target(p->pub.plan, (size_t) idx)->needs_approval)
+            if (!plan_target_needs_approval(p->pub.plan, (size_t) idx))
                 continue;
             char akey[96];
             snprintf(akey, sizeof akey, "%ld:%s", idx, keyhex);
@@ -547,6 +518,98 @@ static int s_apply_command(engine_t *self, json_t *payload, const uint8_t signer
 
 /* ---- documents ---- */
 
+/* Holds a verified plan (taking it): refused (409) when local and its name
+ * is held by another active plan with other content. Returns a status. */
+static int s_accept_plan(engine_t *self, plan_t *plan, bool local, const uint8_t signer[32],
+                         const uint8_t id[32], s_plan_t **plan_out, char *err, size_t errlen)
+{
+    if (local && !s_find_plan(self, id)) {
+        /* A name held by another active plan with other content is refused. */
+        for (size_t i = 0; i < self->n_plans; i++) {
+            s_plan_t *o = self->plans[i];
+            fleet_plan_stats_t st;
+            if (strcmp(plan_name(o->pub.plan), plan_name(plan)) != 0 ||
+                o->pub.control == FLEET_PLAN_CANCELLED)
+                continue;
+            if (fleet_plan_stats(self->fleet, o->pub.id, &st) == 0 && st.completed)
+                continue;
+            snprintf(err, errlen,
+                     "plan name %s is held by active plan %.12s with other content: cancel it "
+                     "first",
+                     plan_name(plan), o->pub.id_hex);
+            plan_destroy(&plan);
+            return 409;
+        }
+    }
+    bool known = s_find_plan(self, id) != NULL;
+    s_plan_t *p = s_plan_add(self, id, plan);
+    if (!p) {
+        snprintf(err, errlen, "cannot hold more plans");
+        return 500;
+    }
+    if (!known)
+        s_audit(self, "apply", p->pub.id_hex, signer, 0);
+    if (plan_out)
+        *plan_out = p;
+    return 200;
+}
+
+/* The first error of diag, for an answer. */
+static void s_plan_error(plan_diag_t *diag, char *err, size_t errlen)
+{
+    json_t *first = diag ? json_array_get(plan_diag_errors(diag), 0) : NULL;
+    snprintf(err, errlen, "the plan is invalid: %s",
+             first ? json_string_value(json_object_get(first, "message")) : "unreadable");
+}
+
+/* A plan document in canonical form (what the CLI sends and peers
+ * replicate) is verified and indexed without a JSON tree of the whole: its
+ * targets stay in the stored document (plan_from_canonical). Returns 0 with
+ * the status set, or GG_EMALFORMED when the document must take the general
+ * path (not in canonical form, or a signature that only that path can
+ * judge). */
+static int s_accept_canonical(engine_t *self, const char *text, size_t len, bool local,
+                              uint8_t id_out[32], s_plan_t **plan_out, char *err, size_t errlen,
+                              int *status)
+{
+    static const char plan_head[] = "{\"apiVersion\":";
+    size_t off = 0, plen = 0;
+    uint8_t signer[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN];
+    if (signed_split(text, len, &off, &plen, signer, sig) != 0 || plen < sizeof plan_head - 1 ||
+        memcmp(text + off, plan_head, sizeof plan_head - 1) != 0)
+        return GG_EMALFORMED;
+    int rc = signed_verify_bytes(text + off, plen, signer, sig, agent_trust(self->agent));
+    if (rc == GG_EPERM) {
+        *status = 403;
+        snprintf(err, errlen, "the document is not signed by a trusted operator key");
+        return 0;
+    }
+    if (rc != 0)
+        return GG_EMALFORMED;
+    plan_t *plan = NULL;
+    plan_diag_t *diag = plan_diag_new();
+    rc = plan_from_canonical(text, len, off, plen, s_doc_read, self, &plan, diag);
+    if (rc == GG_EMALFORMED) {
+        plan_diag_destroy(&diag);
+        return rc;
+    }
+    if (rc != 0) {
+        s_plan_error(diag, err, errlen);
+        plan_diag_destroy(&diag);
+        *status = rc == GG_ENOMEM ? 500 : 400;
+        return 0;
+    }
+    plan_diag_destroy(&diag);
+    if (signed_hex_decode(plan_id(plan), id_out, 32) != 0) {
+        plan_destroy(&plan);
+        *status = 500;
+        snprintf(err, errlen, "cannot hash the payload");
+        return 0;
+    }
+    *status = s_accept_plan(self, plan, local, signer, id_out, plan_out, err, errlen);
+    return 0;
+}
+
 /* Verifies and applies one signed document. On success *kind and the id are
  * filled. Returns an HTTP-like status (200, 400, 401, 403, 404, 409). */
 static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local,
@@ -557,6 +620,10 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
     uint8_t signer[32];
     char idhex[SIGNED_HASH_HEX_LEN + 1];
     int status = 400;
+    if (s_accept_canonical(self, text, len, local, id_out, plan_out, err, errlen, &status) == 0) {
+        *kind_out = ENGINE_DOC_PLAN;
+        return status;
+    }
     if (signed_parse(text, len, &doc) != 0) {
         snprintf(err, errlen,
                  "the body is not a signed document (JSON with payload and signature)");
@@ -604,11 +671,7 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
     plan_diag_t *diag = plan_diag_new();
     rc = plan_from_json(payload, &plan, diag);
     if (rc) {
-        json_t *errors = diag ? plan_diag_errors(diag) : NULL;
-        json_t *first = json_array_get(errors, 0);
-        snprintf(err, errlen, "the plan is invalid: %s",
-                 first ? json_string_value(json_object_get(first, "message")) : "unreadable");
-        json_decref(errors);
+        s_plan_error(diag, err, errlen);
         plan_diag_destroy(&diag);
         goto out;
     }
@@ -618,40 +681,57 @@ static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local
         plan_destroy(&plan);
         goto out;
     }
-    if (local && !s_find_plan(self, id_out)) {
-        /* A name held by another active plan with other content is refused. */
-        for (size_t i = 0; i < self->n_plans; i++) {
-            s_plan_t *o = self->plans[i];
-            fleet_plan_stats_t st;
-            if (strcmp(plan_name(o->pub.plan), plan_name(plan)) != 0 ||
-                o->pub.control == FLEET_PLAN_CANCELLED)
-                continue;
-            if (fleet_plan_stats(self->fleet, o->pub.id, &st) == 0 && st.completed)
-                continue;
-            snprintf(err, errlen,
-                     "plan name %s is held by active plan %.12s with other content: cancel it "
-                     "first",
-                     plan_name(plan), o->pub.id_hex);
-            plan_destroy(&plan);
-            status = 409;
-            goto out;
-        }
-    }
-    bool known = s_find_plan(self, id_out) != NULL;
-    s_plan_t *p = s_plan_add(self, id_out, plan);
-    if (!p) {
-        status = 500;
-        snprintf(err, errlen, "cannot hold more plans");
-        goto out;
-    }
-    if (!known)
-        s_audit(self, "apply", p->pub.id_hex, signer, 0);
-    if (plan_out)
-        *plan_out = p;
-    status = 200;
+    status = s_accept_plan(self, plan, local, signer, id_out, plan_out, err, errlen);
 out:
     json_decref(doc);
     return status;
+}
+
+/* Keeps a verified command whose plan is unknown here (yet). */
+static void s_defer(engine_t *self, const uint8_t id[32], const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < self->n_deferred; i++)
+        if (memcmp(self->deferred[i].id, id, 32) == 0)
+            return;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        fleet_doc_reject(self->fleet, s_now(), id);
+        return;
+    }
+    memcpy(copy, data, len);
+    if (self->n_deferred == DEFERRED_MAX) {
+        s_deferred_t *old = &self->deferred[0];
+        gg_warn("engine: too many commands wait for their plan; the oldest is refused");
+        self->docs_rejected++;
+        fleet_doc_reject(self->fleet, s_now(), old->id);
+        free(old->data);
+        memmove(old, old + 1, (DEFERRED_MAX - 1) * sizeof *old);
+        self->n_deferred--;
+    }
+    s_deferred_t *d = &self->deferred[self->n_deferred++];
+    memcpy(d->id, id, 32);
+    d->data = copy;
+    d->len = len;
+    gg_info("engine: a command waits for its plan to arrive");
+}
+
+static void s_on_doc(engine_t *self, const uint8_t id[32], const uint8_t *data, size_t len);
+
+/* A plan was added: the commands that waited for it apply now. */
+static void s_retry_deferred(engine_t *self)
+{
+    self->retry_deferred = false;
+    size_t n = self->n_deferred;
+    s_deferred_t *todo = malloc((n ? n : 1) * sizeof *todo);
+    if (!todo)
+        return;
+    memcpy(todo, self->deferred, n * sizeof *todo);
+    self->n_deferred = 0;
+    for (size_t i = 0; i < n; i++) {
+        s_on_doc(self, todo[i].id, todo[i].data, todo[i].len); /* may defer it again */
+        free(todo[i].data);
+    }
+    free(todo);
 }
 
 static void s_on_doc(engine_t *self, const uint8_t id[32], const uint8_t *data, size_t len)
@@ -660,6 +740,10 @@ static void s_on_doc(engine_t *self, const uint8_t id[32], const uint8_t *data, 
     char err[256] = "";
     int status =
         s_accept_doc(self, (const char *) data, len, false, got, &kind, NULL, err, sizeof err);
+    if (status == 404 && kind == ENGINE_DOC_COMMAND && memcmp(got, id, 32) == 0) {
+        s_defer(self, id, data, len);
+        return;
+    }
     if (status != 200 || memcmp(got, id, 32) != 0) {
         self->docs_rejected++;
         gg_warn("engine: a replicated document was refused: %s",
@@ -824,7 +908,7 @@ static void s_run_done(void *arg, uint64_t run_id, const runner_outcome_t *o)
                 (s_retry_t){p, run->index, run->epoch, run->attempt, s_now() + o->backoff_ms};
     } else if (rc == GG_ESTALE) {
         gg_info("engine: result of %s (epoch %u) discarded: the lease was superseded",
-                plan_target(p->pub.plan, run->index)->ref, run->epoch);
+                plan_target_ref(p->pub.plan, run->index), run->epoch);
     }
     s_run_forget(self, run);
     s_drain(self);
@@ -840,7 +924,7 @@ static void s_abort_run(engine_t *self, const uint8_t plan_id[32], uint32_t inde
     if (run) {
         if (run->active && runner_abort(self->runner, run->run_id) != 0)
             gg_debug("engine: run %llu had already ended", (unsigned long long) run->run_id);
-        gg_info("engine: %s stopped (%s)", plan_target(p->pub.plan, index)->ref,
+        gg_info("engine: %s stopped (%s)", plan_target_ref(p->pub.plan, index),
                 reason == FLEET_ABORT_CANCELLED  ? "plan cancelled"
                 : reason == FLEET_ABORT_FENCED   ? "fenced by a newer lease"
                 : reason == FLEET_ABORT_CONFLICT ? "another node won the same lease"
@@ -878,9 +962,14 @@ static void s_fire_retries(engine_t *self, uint64_t now)
 
 /* ---- the loop ---- */
 
+/* Free slots: workers minus what is busy, where the step processes still
+ * ending after an abort (fenced, cancelled) count until reaped, so that no
+ * claim is granted that runner_start would refuse as busy (which fails the
+ * attempt). */
 static void s_set_capacity(engine_t *self)
 {
-    size_t busy = runner_active(self->runner) + self->n_retries;
+    size_t runs = runner_active(self->runner), procs = executor_running(self->executor);
+    size_t busy = (runs > procs ? runs : procs) + self->n_retries;
     uint32_t workers = agent_config(self->agent)->workers;
     fleet_set_capacity(self->fleet, s_now(),
                        self->leaving || busy >= workers ? 0 : (uint32_t) (workers - busy));
@@ -938,6 +1027,8 @@ static int s_ticker(zloop_t *loop, int timer_id, void *arg)
     engine_t *self = arg;
     uint64_t now = s_now();
     s_fire_retries(self, now);
+    if (self->retry_deferred)
+        s_retry_deferred(self);
     if (now >= fleet_next_deadline(self->fleet))
         fleet_tick(self->fleet, now);
     s_drain(self);
@@ -983,28 +1074,26 @@ static int s_restore_doc(const void *key, size_t klen, const void *val, size_t v
 {
     s_restore_t *r = arg;
     engine_t *self = r->self;
-    if (klen != 33 || ((const uint8_t *) key)[0] != 'd' || vlen != 9)
-        return 0;
-    const uint8_t *id = (const uint8_t *) key + 1;
-    const uint8_t *meta = val;
+    const uint8_t *id = NULL;
+    uint8_t kind = 0;
     uint64_t size = 0;
-    for (int i = 0; i < 8; i++)
-        size = (size << 8) | meta[1 + i];
+    if (docstore_meta(key, klen, val, vlen, &id, &kind, &size) != 0)
+        return 0;
     char *text = s_doc_load(self, id, size);
     if (!text) {
         gg_error("engine: a stored document is unreadable; skipped");
         return 0;
     }
-    if (meta[0] == ENGINE_DOC_COMMAND) {
+    if (kind == ENGINE_DOC_COMMAND) {
         json_array_append_new(r->commands, json_string_nocheck(text));
     } else {
-        uint8_t got[32], kind;
+        uint8_t got[32], got_kind;
         char err[256];
-        if (s_accept_doc(self, text, (size_t) size, false, got, &kind, NULL, err, sizeof err) !=
+        if (s_accept_doc(self, text, (size_t) size, false, got, &got_kind, NULL, err, sizeof err) !=
             200)
             gg_error("engine: a stored plan no longer verifies (%s); skipped", err);
     }
-    fleet_restore_doc(self->fleet, id, meta[0], size);
+    fleet_restore_doc(self->fleet, id, kind, size);
     free(text);
     return 0;
 }
@@ -1206,6 +1295,8 @@ void engine_destroy(engine_t **self_p)
     free(self->plans);
     free(self->retries);
     free(self->pending);
+    for (size_t i = 0; i < self->n_deferred; i++)
+        free(self->deferred[i].data);
     zhashx_destroy(&self->runs);
     zhashx_destroy(&self->log_cache);
     free(self);
@@ -1288,7 +1379,7 @@ target_state_t engine_target_state(engine_t *self, const engine_plan_t *p, uint3
     target_state_t s = r ? (target_state_t) r->state : TARGET_PENDING;
     if (p->control == FLEET_PLAN_CANCELLED && !target_state_terminal(s))
         return TARGET_CANCELLED;
-    if (s == TARGET_PENDING && plan_target(p->plan, index)->needs_approval) {
+    if (s == TARGET_PENDING && plan_target_needs_approval(p->plan, index)) {
         const s_plan_t *sp = (const s_plan_t *) p; /* pub is the first member */
         uint32_t quorum = plan_spec(p->plan)->quorum ? plan_spec(p->plan)->quorum : 1;
         if (sp->approvals[index] < quorum)
@@ -1325,12 +1416,16 @@ int engine_submit_plan(engine_t *self, const char *body, size_t len, json_t **an
         *answer = json_pack("{s:s}", "error", err);
         return status;
     }
-    if (s_doc_store(self, id, kind, body, len) != 0) {
+    /* A plan already held keeps the document it was indexed from: the same
+     * payload in other bytes (spacing, key order) must not replace it. */
+    bool have = fleet_doc_state(self->fleet, id) == FLEET_DOC_ACCEPTED;
+    if (!have && s_doc_store(self, id, kind, body, len) != 0) {
         *answer =
             json_pack("{s:s}", "error", "the store could not keep the plan (disk or map full)");
         return 507;
     }
-    fleet_doc_add(self->fleet, s_now(), id, kind, (const uint8_t *) body, len);
+    if (!have)
+        fleet_doc_add(self->fleet, s_now(), id, kind, (const uint8_t *) body, len);
     s_drain(self);
     *answer = json_pack("{s:s, s:s, s:I}", "id", p->pub.id_hex, "name", plan_name(p->pub.plan),
                         "total", (json_int_t) plan_target_count(p->pub.plan));

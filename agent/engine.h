@@ -19,6 +19,7 @@
  * LMDB layout owned by the engine:
  *   plans     "d" + doc id (32) -> {kind u8, size u64 BE}        document index
  *             "c" + doc id (32) + chunk (u32 BE) -> bytes        1 MiB chunks
+ *             (docstore.h)
  *   targets   plan id (32) + index (u32 BE) -> progress record (msgpack)
  *   logs      plan id (32) + index (u32 BE) -> last output tail of the target
  *   audit     seq (u64 BE) -> {"at", "type", "plan", "operator", "node"} JSON
@@ -45,10 +46,16 @@ typedef struct _engine_t engine_t;
 #define ENGINE_DOC_COMMAND 2
 
 /* One accepted plan as the API shows it. */
+/* Plans in memory: a plan document in canonical form (what the CLI sends
+ * and peers replicate) is verified piece by piece and held compact
+ * (plan_from_canonical): the spec and, per target, its ref, approval flag and
+ * place in the stored document, whose JSON is read back (plan_target_load)
+ * when the target runs. Any other form is parsed whole and held whole
+ * (plan_from_json). */
 typedef struct {
     uint8_t id[FLEET_ID_LEN];
     char id_hex[FLEET_ID_LEN * 2 + 1];
-    plan_t *plan;                 /* parsed, frozen targets */
+    plan_t *plan;                 /* verified; compact or whole */
     fleet_plan_control_t control; /* by operator commands */
     uint64_t accepted_ms;         /* wall clock, display */
 } engine_plan_t;

@@ -14,7 +14,13 @@
  *    from the normalised document, whose shape is then known; their strings
  *    borrow from it.
  *  - A target's frozen JSON is built by one function, s_target_json(), from
- *    either a catalog entity (CLI) or a frozen target (agent, to re-check).
+ *    a catalog entity (CLI); an agent checks a frozen target against what it
+ *    would build with s_target_matches(), without building it.
+ *  - Compact plans (plan_from_canonical): the payload's canonical bytes are
+ *    read piece by piece with jansson (JSON_DISABLE_EOF_CHECK), each piece
+ *    re-dumped and compared with its bytes (so the bytes are canonical and
+ *    their hash is the id), then checked as plan_from_json checks it and
+ *    freed; an index (s_tix_t) and the refs stay.
  *  - Where an error is: the path of the field ("spec.steps[2].run"); the
  *    line comes from yamljson, or from the nearest ancestor that has one.
  */
@@ -28,6 +34,7 @@
 #include "yamljson.h"
 
 #include <ctype.h>
+#include <sodium.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -146,6 +153,14 @@ json_t *plan_diag_warnings(const plan_diag_t *self)
  * The plan object
  * ==================================================================== */
 
+/* Where a compact plan's target is: its JSON at [off, off + len) of the
+ * stored document, its ref at refs + ref. */
+typedef struct {
+    uint64_t off;
+    uint32_t len;
+    uint32_t ref;
+} s_tix_t;
+
 struct _plan_t {
     json_t *doc; /* normalised; "targets" once resolved */
     bool resolved;
@@ -158,7 +173,26 @@ struct _plan_t {
     int *exit_codes;
     plan_target_t *targets;
     size_t target_count;
+    /* compact plans (plan_from_canonical): the targets stay in the stored
+     * document; per target, where its JSON is and its ref */
+    bool compact;
+    s_tix_t *tix;
+    size_t n_tix, cap_tix;
+    uint8_t *gated; /* bitmap, one bit per target */
+    char *refs;     /* NUL-terminated refs, back to back */
+    size_t refs_len, refs_cap;
+    uint8_t bin_id[32];
+    char *canon; /* canonical bytes, kept by plan_resolve for signing */
+    size_t canon_len;
+    plan_doc_reader_fn *reader;
+    void *reader_arg;
 };
+
+/* A target view handed out by plan_target_load, with the JSON it borrows. */
+typedef struct {
+    plan_target_t view; /* first: the public pointer is the struct's */
+    json_t *json;
+} s_loaded_t;
 
 /* ======================================================================
  * Validation context and helpers
@@ -1683,7 +1717,7 @@ static json_t *s_target_json(const json_t *spec, const char *ref, const char *ki
          s_opt_string(o, "owner", owner) && s_opt_string(o, "lifecycle", lifecycle) &&
          s_opt_string(o, "source", source) && s_opt_string(o, "path", path) &&
          json_object_set(o, "annotations", ann) == 0 &&
-         json_object_set_new(o, "entity", json_deep_copy(entity)) == 0 &&
+         json_object_set(o, "entity", (json_t *) entity) == 0 &&
          json_object_set_new(o, "approval", json_boolean(gated)) == 0;
     json_decref(ann);
     if (!ok) {
@@ -1735,6 +1769,22 @@ static void s_views_free(plan_t *p)
     p->targets = NULL;
     p->target_count = 0;
     memset(&p->spec, 0, sizeof p->spec);
+}
+
+/* A frozen target's view; its strings borrow from t. */
+static void s_target_view(const json_t *t, plan_target_t *v)
+{
+    v->ref = json_string_value(json_object_get(t, "ref"));
+    v->kind = json_string_value(json_object_get(t, "kind"));
+    v->namespace = json_string_value(json_object_get(t, "namespace"));
+    v->name = json_string_value(json_object_get(t, "name"));
+    v->owner = json_string_value(json_object_get(t, "owner"));
+    v->lifecycle = json_string_value(json_object_get(t, "lifecycle"));
+    v->source = json_string_value(json_object_get(t, "source"));
+    v->path = json_string_value(json_object_get(t, "path"));
+    v->annotations = json_object_get(t, "annotations");
+    v->entity = json_object_get(t, "entity");
+    v->needs_approval = json_is_true(json_object_get(t, "approval"));
 }
 
 /* Builds the views from the normalised document. */
@@ -1855,21 +1905,8 @@ static int s_views_build(plan_t *p)
     if (n) {
         if (!(p->targets = calloc(n, sizeof *p->targets)))
             return GG_ENOMEM;
-        for (i = 0; i < n; i++) {
-            json_t *t = json_array_get(targets, i);
-            plan_target_t *v = &p->targets[i];
-            v->ref = json_string_value(json_object_get(t, "ref"));
-            v->kind = json_string_value(json_object_get(t, "kind"));
-            v->namespace = json_string_value(json_object_get(t, "namespace"));
-            v->name = json_string_value(json_object_get(t, "name"));
-            v->owner = json_string_value(json_object_get(t, "owner"));
-            v->lifecycle = json_string_value(json_object_get(t, "lifecycle"));
-            v->source = json_string_value(json_object_get(t, "source"));
-            v->path = json_string_value(json_object_get(t, "path"));
-            v->annotations = json_object_get(t, "annotations");
-            v->entity = json_object_get(t, "entity");
-            v->needs_approval = json_is_true(json_object_get(t, "approval"));
-        }
+        for (i = 0; i < n; i++)
+            s_target_view(json_array_get(targets, i), &p->targets[i]);
     }
     p->target_count = n;
     return 0;
@@ -1898,6 +1935,10 @@ void plan_destroy(plan_t **self_p)
         return;
     plan_t *p = *self_p;
     s_views_free(p);
+    free(p->tix);
+    free(p->gated);
+    free(p->refs);
+    free(p->canon);
     json_decref(p->doc);
     yamljson_destroy(&p->yj);
     free(p->display);
@@ -2045,10 +2086,97 @@ int plan_load_file(const char *path, const char *display, const plan_opts_t *opt
     return rc;
 }
 
-/* Checks a frozen target list against the spec (agent side). */
-static void s_check_frozen(s_vctx_t *c, const json_t *spec, const json_t *targets, json_t *out)
+/* True when frozen target t is exactly what s_target_json builds from its
+ * own fields f (ref, kind, namespace, name, owner, lifecycle, source, path)
+ * and entity under spec, without building it: the same keys and nothing
+ * else, annotations the entity's string annotations, approval the match of
+ * spec.approval.when. *gated receives that match. */
+static bool s_target_matches(const json_t *spec, const json_t *t, const char *const f[8],
+                             const json_t *entity, bool *gated)
+{
+    size_t want = 3; /* annotations, entity, approval */
+    for (size_t k = 0; k < 8; k++)
+        if (f[k])
+            want++;
+    json_t *ann = json_object_get(t, "annotations");
+    if (json_object_size(t) != want || !json_is_object(ann))
+        return false;
+    const json_t *src = s_entity_annotations(entity);
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    if (src)
+        json_object_foreach((json_t *) src, k, v)
+        {
+            if (!json_is_string(v))
+                continue;
+            n++;
+            if (!json_equal(json_object_get(ann, k), v))
+                return false;
+        }
+    if (json_object_size(ann) != n)
+        return false;
+    s_subject_t subj = {f[1], f[4], f[5], ann, s_entity_tags(entity)};
+    json_t *approval = json_object_get(spec, "approval");
+    bool g = approval && s_match(json_object_get(approval, "when"), &subj);
+    json_t *a = json_object_get(t, "approval");
+    if (!json_is_boolean(a) || json_is_true(a) != g)
+        return false;
+    *gated = g;
+    return true;
+}
+
+/* Checks frozen target i (agent side): a valid, canonical ref greater than
+ * the previous one (prev, a buffer of ENTITY_REF_FORMAT_MAX bytes, updated),
+ * fields matching (s_target_matches). Errors go to c; returns true when t
+ * is good, with its approval in *gated. */
+static void s_target_err(s_vctx_t *c, size_t i, const char *msg)
 {
     char p[S_PATH_MAX];
+    s_pathi(p, sizeof p, "targets", i);
+    s_err(c, p, "%s", msg);
+}
+
+static bool s_check_target(s_vctx_t *c, const json_t *spec, const json_t *t, size_t i, char *prev,
+                           bool *gated)
+{
+    if (!json_is_object(t)) {
+        s_target_err(c, i, "must be a mapping");
+        return false;
+    }
+    const char *f[8];
+    static const char *const keys[8] = {"ref",   "kind",      "namespace", "name",
+                                        "owner", "lifecycle", "source",    "path"};
+    bool ok = true;
+    for (size_t k = 0; k < 8; k++) {
+        json_t *v = json_object_get(t, keys[k]);
+        f[k] = json_string_value(v);
+        if ((v && (!json_is_string(v) || s_has_nul(v))) || (k < 4 && !v))
+            ok = false;
+    }
+    const json_t *entity = json_object_get(t, "entity");
+    char ref[ENTITY_REF_FORMAT_MAX];
+    if (!ok || !json_is_object(entity) ||
+        entity_ref_normalize(f[0], NULL, NULL, ref, sizeof ref, NULL, 0) != 0 ||
+        strcmp(ref, f[0])) {
+        s_target_err(c, i, "is not a valid frozen target");
+        return false;
+    }
+    if (prev[0] && strcmp(prev, f[0]) >= 0) {
+        s_target_err(c, i, "targets must be sorted by ref, without duplicates");
+        ok = false;
+    }
+    memcpy(prev, ref, strlen(ref) + 1); /* ref fits: it is the normalised copy */
+    if (!s_target_matches(spec, t, f, entity, gated)) {
+        s_target_err(c, i, "does not match its own fields or spec.approval");
+        ok = false;
+    }
+    return ok;
+}
+
+/* Checks a frozen target list against the spec (agent side). */
+static void s_check_frozen(s_vctx_t *c, const json_t *spec, const json_t *targets)
+{
     if (!json_is_array(targets)) {
         s_err(c, "targets", "must be a list, not %s", s_type_name(targets));
         return;
@@ -2059,40 +2187,11 @@ static void s_check_frozen(s_vctx_t *c, const json_t *spec, const json_t *target
     }
     size_t i;
     json_t *t;
-    const char *prev = NULL;
+    char prev[ENTITY_REF_FORMAT_MAX] = "";
     json_array_foreach(targets, i, t)
     {
-        s_pathi(p, sizeof p, "targets", i);
-        if (!json_is_object(t)) {
-            s_err(c, p, "must be a mapping");
-            continue;
-        }
-        const char *f[8];
-        static const char *const keys[8] = {"ref",   "kind",      "namespace", "name",
-                                            "owner", "lifecycle", "source",    "path"};
-        bool ok = true;
-        for (size_t k = 0; k < 8; k++) {
-            json_t *v = json_object_get(t, keys[k]);
-            f[k] = json_string_value(v);
-            if ((v && (!json_is_string(v) || s_has_nul(v))) || (k < 4 && !v))
-                ok = false;
-        }
-        const json_t *entity = json_object_get(t, "entity");
-        char ref[ENTITY_REF_FORMAT_MAX];
-        if (!ok || !json_is_object(entity) ||
-            entity_ref_normalize(f[0], NULL, NULL, ref, sizeof ref, NULL, 0) != 0 ||
-            strcmp(ref, f[0])) {
-            s_err(c, p, "is not a valid frozen target");
-            continue;
-        }
-        if (prev && strcmp(prev, f[0]) >= 0)
-            s_err(c, p, "targets must be sorted by ref, without duplicates");
-        prev = f[0];
-        json_t *again = s_target_json(spec, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], entity);
-        if (!again || !json_equal(again, t))
-            s_err(c, p, "does not match its own fields or spec.approval");
-        if (again && json_array_append_new(out, again) != 0)
-            s_err(c, p, "out of memory");
+        bool gated;
+        s_check_target(c, spec, t, i, prev, &gated);
     }
 }
 
@@ -2100,11 +2199,9 @@ int plan_from_json(const json_t *payload, plan_t **out, plan_diag_t *diag)
 {
     s_vctx_t c = {.diag = diag, .display = "plan", .strict = true};
     plan_t *p = NULL;
-    json_t *doc = NULL, *targets = json_array();
+    json_t *doc = NULL, *targets = NULL;
     int rc = 0;
     *out = NULL;
-    if (!targets)
-        return GG_ENOMEM;
     if (!json_is_object(payload)) {
         s_err(&c, "", "a plan must be a JSON object");
         rc = GG_EINVAL;
@@ -2119,8 +2216,9 @@ int plan_from_json(const json_t *payload, plan_t **out, plan_diag_t *diag)
     if (!src_targets)
         s_err(&c, "targets", "is required in a resolved plan");
     else
-        s_check_frozen(&c, json_object_get(doc, "spec"), src_targets, targets);
-    if (c.errors == 0 && json_object_set(doc, "targets", targets) != 0)
+        s_check_frozen(&c, json_object_get(doc, "spec"), src_targets);
+    if (c.errors == 0 &&
+        (!(targets = json_deep_copy(src_targets)) || json_object_set(doc, "targets", targets) != 0))
         rc = GG_ENOMEM;
     if (c.errors == 0 && rc == 0 && !json_equal(doc, payload))
         s_err(&c, "",
@@ -2146,6 +2244,230 @@ int plan_from_json(const json_t *payload, plan_t **out, plan_diag_t *diag)
 out:
     json_decref(targets);
     json_decref(doc);
+    plan_destroy(&p);
+    return rc;
+}
+
+/* ======================================================================
+ * Compact plans: the payload read piece by piece
+ * ==================================================================== */
+
+/* A cursor over canonical JSON text. */
+typedef struct {
+    const char *text;
+    size_t len, pos;
+    char *scratch; /* canonical dump of the last value */
+    size_t cap;
+} s_scan_t;
+
+static bool s_scan_lit(s_scan_t *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (s->len - s->pos < n || memcmp(s->text + s->pos, lit, n) != 0)
+        return false;
+    s->pos += n;
+    return true;
+}
+
+/* Parses the JSON object or array at the cursor and moves past it. Returns 0
+ * with a new reference when the bytes there are its canonical form,
+ * GG_EMALFORMED when they are not JSON or not canonical, GG_ENOMEM. */
+static int s_scan_value(s_scan_t *s, json_t **out)
+{
+    *out = NULL;
+    size_t avail = s->len - s->pos;
+    json_error_t jerr;
+    json_t *v =
+        json_loadb(s->text + s->pos, avail, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &jerr);
+    if (!v)
+        return GG_EMALFORMED;
+    size_t need = json_dumpb(v, s->scratch, s->cap, SIGNED_CANON_FLAGS);
+    if (need > s->cap && need <= avail) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *grown = realloc(s->scratch, cap);
+        if (!grown) {
+            json_decref(v);
+            return GG_ENOMEM;
+        }
+        s->scratch = grown;
+        s->cap = cap;
+        need = json_dumpb(v, s->scratch, s->cap, SIGNED_CANON_FLAGS);
+    }
+    if (need == 0 || need > avail || need > s->cap ||
+        memcmp(s->scratch, s->text + s->pos, need) != 0) {
+        json_decref(v);
+        return GG_EMALFORMED;
+    }
+    s->pos += need;
+    *out = v;
+    return 0;
+}
+
+/* Appends target (off, len, ref, gated) to a compact plan's index. */
+static int s_index_add(plan_t *p, uint64_t off, size_t len, const char *ref, bool gated)
+{
+    size_t rlen = strlen(ref) + 1;
+    if (len > UINT32_MAX || p->refs_len + rlen > UINT32_MAX)
+        return GG_ETOOBIG;
+    if (p->n_tix == p->cap_tix) {
+        size_t cap = p->cap_tix ? p->cap_tix * 2 : 1024;
+        s_tix_t *t = realloc(p->tix, cap * sizeof *t);
+        if (!t)
+            return GG_ENOMEM;
+        p->tix = t;
+        uint8_t *g = realloc(p->gated, (cap + 7) / 8);
+        if (!g)
+            return GG_ENOMEM;
+        memset(g + (p->cap_tix + 7) / 8, 0, (cap + 7) / 8 - (p->cap_tix + 7) / 8);
+        p->gated = g;
+        p->cap_tix = cap;
+    }
+    if (p->refs_len + rlen > p->refs_cap) {
+        size_t cap = p->refs_cap ? p->refs_cap * 2 : 32768;
+        while (cap < p->refs_len + rlen)
+            cap *= 2;
+        char *r = realloc(p->refs, cap);
+        if (!r)
+            return GG_ENOMEM;
+        p->refs = r;
+        p->refs_cap = cap;
+    }
+    s_tix_t *t = &p->tix[p->n_tix];
+    t->off = off;
+    t->len = (uint32_t) len;
+    t->ref = (uint32_t) p->refs_len;
+    memcpy(p->refs + p->refs_len, ref, rlen);
+    p->refs_len += rlen;
+    if (gated)
+        p->gated[p->n_tix / 8] |= (uint8_t) (1u << (p->n_tix % 8));
+    p->n_tix++;
+    return 0;
+}
+
+/* Gives back the slack of the index arrays once they are complete. */
+static void s_index_shrink(plan_t *p)
+{
+    if (p->n_tix && p->n_tix < p->cap_tix) {
+        s_tix_t *t = realloc(p->tix, p->n_tix * sizeof *t);
+        if (t) {
+            p->tix = t;
+            p->cap_tix = p->n_tix;
+        }
+    }
+    if (p->refs_len && p->refs_len < p->refs_cap) {
+        char *r = realloc(p->refs, p->refs_len);
+        if (r) {
+            p->refs = r;
+            p->refs_cap = p->refs_len;
+        }
+    }
+}
+
+int plan_from_canonical(const char *text, size_t len, size_t payload_off, size_t payload_len,
+                        plan_doc_reader_fn *reader, void *reader_arg, plan_t **out,
+                        plan_diag_t *diag)
+{
+    static const char head_lit[] =
+        "{\"apiVersion\":\"" PLAN_API_VERSION "\",\"kind\":\"" PLAN_KIND "\",\"metadata\":";
+    s_vctx_t c = {.diag = diag, .display = "plan", .strict = true};
+    s_scan_t sc = {0};
+    json_t *md = NULL, *spec = NULL, *head = NULL, *doc = NULL, *t = NULL;
+    plan_t *p = NULL;
+    int rc = 0;
+    *out = NULL;
+    if (!text || payload_off > len || payload_len > len - payload_off)
+        return GG_EINVAL;
+    sc.text = text + payload_off;
+    sc.len = payload_len;
+    if (!s_scan_lit(&sc, head_lit) || (rc = s_scan_value(&sc, &md)) != 0 || !json_is_object(md) ||
+        !s_scan_lit(&sc, ",\"spec\":") || (rc = s_scan_value(&sc, &spec)) != 0 ||
+        !json_is_object(spec) || !s_scan_lit(&sc, ",\"targets\":[")) {
+        rc = rc ? rc : GG_EMALFORMED;
+        goto out;
+    }
+    head = json_pack("{s:s, s:s, s:O, s:O}", "apiVersion", PLAN_API_VERSION, "kind", PLAN_KIND,
+                     "metadata", md, "spec", spec);
+    if (!head) {
+        rc = GG_ENOMEM;
+        goto out;
+    }
+    doc = s_normalize(&c, head, false);
+    if (!doc) {
+        rc = GG_EINVAL;
+        goto out;
+    }
+    if (!json_equal(doc, head)) {
+        s_err(&c, "",
+              "the plan is not in its normalised form (defaults, refs and durations "
+              "must be written out as plan_json does)");
+        rc = GG_EINVAL;
+        goto out;
+    }
+    if (!(p = s_plan_new("plan"))) {
+        rc = GG_ENOMEM;
+        goto out;
+    }
+    p->doc = doc;
+    doc = NULL;
+    p->resolved = true;
+    p->compact = true;
+    p->reader = reader;
+    p->reader_arg = reader_arg;
+    if ((rc = s_views_build(p)) != 0)
+        goto out;
+    const json_t *nspec = json_object_get(p->doc, "spec");
+    char prev[ENTITY_REF_FORMAT_MAX] = "";
+    if (!s_scan_lit(&sc, "]")) {
+        for (size_t i = 0;; i++) {
+            if (i >= PLAN_TARGETS_MAX) {
+                s_err(&c, "targets", "has more than %d targets", PLAN_TARGETS_MAX);
+                rc = GG_EINVAL;
+                goto out;
+            }
+            size_t start = sc.pos;
+            if ((rc = s_scan_value(&sc, &t)) != 0)
+                goto out;
+            bool gated = false;
+            if (s_check_target(&c, nspec, t, i, prev, &gated))
+                rc = s_index_add(p, payload_off + start, sc.pos - start,
+                                 json_string_value(json_object_get(t, "ref")), gated);
+            json_decref(t);
+            t = NULL;
+            if (rc)
+                goto out;
+            if (s_scan_lit(&sc, ","))
+                continue;
+            if (s_scan_lit(&sc, "]"))
+                break;
+            rc = GG_EMALFORMED;
+            goto out;
+        }
+    }
+    if (!s_scan_lit(&sc, "}") || sc.pos != sc.len) {
+        rc = GG_EMALFORMED;
+        goto out;
+    }
+    if (c.errors) {
+        rc = GG_EINVAL;
+        goto out;
+    }
+    s_index_shrink(p);
+    crypto_generichash(p->bin_id, sizeof p->bin_id, (const unsigned char *) sc.text, sc.len, NULL,
+                       0);
+    signed_hex_encode(p->bin_id, sizeof p->bin_id, p->id);
+    *out = p;
+    p = NULL;
+out:
+    if (rc == GG_ENOMEM)
+        plan_diag_add(diag, true, "plan", "out of memory");
+    json_decref(t);
+    json_decref(doc);
+    json_decref(head);
+    json_decref(md);
+    json_decref(spec);
+    free(sc.scratch);
     plan_destroy(&p);
     return rc;
 }
@@ -2272,7 +2594,16 @@ int plan_resolve(plan_t *self, catalog_t *cat, plan_diag_t *diag)
         goto out;
     }
     self->resolved = true;
-    if ((rc = signed_hash_hex(self->doc, self->id)) != 0 || (rc = s_views_build(self)) != 0) {
+    free(self->canon);
+    self->canon = NULL;
+    if ((rc = signed_canonical(self->doc, &self->canon, &self->canon_len)) == 0) {
+        crypto_generichash(self->bin_id, sizeof self->bin_id, (const unsigned char *) self->canon,
+                           self->canon_len, NULL, 0);
+        signed_hex_encode(self->bin_id, sizeof self->bin_id, self->id);
+    }
+    if (rc != 0 || (rc = s_views_build(self)) != 0) {
+        free(self->canon);
+        self->canon = NULL;
         json_object_del(self->doc, "targets");
         self->resolved = false;
         self->id[0] = '\0';
@@ -2318,14 +2649,117 @@ const json_t *plan_json(const plan_t *self)
     return self ? self->doc : NULL;
 }
 
+int plan_canonical(const plan_t *self, const char **bytes, size_t *len)
+{
+    *bytes = NULL;
+    *len = 0;
+    if (!self || !self->canon)
+        return GG_EINVAL;
+    *bytes = self->canon;
+    *len = self->canon_len;
+    return 0;
+}
+
 size_t plan_target_count(const plan_t *self)
 {
-    return self ? self->target_count : 0;
+    return !self ? 0 : self->compact ? self->n_tix : self->target_count;
+}
+
+bool plan_is_compact(const plan_t *self)
+{
+    return self && self->compact;
 }
 
 const plan_target_t *plan_target(const plan_t *self, size_t i)
 {
-    return self && i < self->target_count ? &self->targets[i] : NULL;
+    return self && !self->compact && i < self->target_count ? &self->targets[i] : NULL;
+}
+
+const char *plan_target_ref(const plan_t *self, size_t i)
+{
+    if (!self || i >= plan_target_count(self))
+        return NULL;
+    return self->compact ? self->refs + self->tix[i].ref : self->targets[i].ref;
+}
+
+bool plan_target_needs_approval(const plan_t *self, size_t i)
+{
+    if (!self || i >= plan_target_count(self))
+        return false;
+    if (self->compact)
+        return (self->gated[i / 8] >> (i % 8)) & 1u;
+    return self->targets[i].needs_approval;
+}
+
+int plan_target_load(const plan_t *self, size_t i, plan_target_t **out)
+{
+    *out = NULL;
+    if (!self || i >= plan_target_count(self))
+        return GG_ENOTFOUND;
+    s_loaded_t *l = calloc(1, sizeof *l);
+    if (!l)
+        return GG_ENOMEM;
+    int rc = 0;
+    char *buf = NULL;
+    if (!self->compact) {
+        l->json = json_incref(json_array_get(json_object_get(self->doc, "targets"), i));
+    } else {
+        const s_tix_t *t = &self->tix[i];
+        json_error_t jerr;
+        if (!self->reader) {
+            rc = GG_EIO;
+            goto out;
+        }
+        if (!(buf = malloc(t->len ? t->len : 1))) {
+            rc = GG_ENOMEM;
+            goto out;
+        }
+        if (self->reader(self->reader_arg, self->bin_id, t->off, (uint8_t *) buf, t->len) !=
+                t->len ||
+            !(l->json = json_loadb(buf, t->len, JSON_REJECT_DUPLICATES, &jerr))) {
+            rc = GG_EIO;
+            goto out;
+        }
+    }
+    if (!json_is_object(l->json)) {
+        rc = GG_EIO;
+        goto out;
+    }
+    s_target_view(l->json, &l->view);
+    if (!l->view.ref || strcmp(l->view.ref, plan_target_ref(self, i)) != 0 ||
+        !json_is_object(l->view.entity) || !l->view.kind || !l->view.namespace || !l->view.name) {
+        rc = GG_EIO; /* the stored document is not the one indexed */
+        goto out;
+    }
+    l->view.needs_approval = plan_target_needs_approval(self, i);
+    *out = &l->view;
+    l = NULL;
+out:
+    free(buf);
+    if (l) {
+        json_decref(l->json);
+        free(l);
+    }
+    return rc;
+}
+
+void plan_target_release(plan_target_t **target_p)
+{
+    if (!target_p || !*target_p)
+        return;
+    s_loaded_t *l = (s_loaded_t *) *target_p;
+    json_decref(l->json);
+    free(l);
+    *target_p = NULL;
+}
+
+size_t plan_targets_memory(const plan_t *self)
+{
+    if (!self)
+        return 0;
+    if (self->compact)
+        return self->cap_tix * sizeof *self->tix + (self->cap_tix + 7) / 8 + self->refs_cap;
+    return self->target_count * sizeof *self->targets;
 }
 
 long plan_find_target(const plan_t *self, const char *ref)
@@ -2334,10 +2768,10 @@ long plan_find_target(const plan_t *self, const char *ref)
     if (!self || !ref ||
         entity_ref_normalize(ref, "component", NULL, norm, sizeof norm, NULL, 0) != 0)
         return -1;
-    size_t lo = 0, hi = self->target_count;
+    size_t lo = 0, hi = plan_target_count(self);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(self->targets[mid].ref, norm);
+        int cmp = strcmp(plan_target_ref(self, mid), norm);
         if (cmp == 0)
             return (long) mid;
         if (cmp < 0)
@@ -2420,16 +2854,36 @@ static int s_render_lookup(void *arg, const char *name, const char **value)
 int plan_render(const plan_t *self, size_t target_index, const plan_render_ctx_t *ctx,
                 const char *tmpl, template_quote_t mode, char **out, char *err, size_t errlen)
 {
-    s_render_arg_t a = {.plan = self, .ctx = ctx};
     *out = NULL;
-    if (target_index != (size_t) -1) {
-        a.target = plan_target(self, target_index);
-        if (!a.target) {
-            if (err && errlen)
-                snprintf(err, errlen, "no target %zu in the plan", target_index);
-            return GG_ENOTFOUND;
-        }
+    if (target_index == (size_t) -1)
+        return plan_render_target(self, NULL, ctx, tmpl, mode, out, err, errlen);
+    if (target_index >= plan_target_count(self)) {
+        if (err && errlen)
+            snprintf(err, errlen, "no target %zu in the plan", target_index);
+        return GG_ENOTFOUND;
     }
+    if (!self->compact)
+        return plan_render_target(self, plan_target(self, target_index), ctx, tmpl, mode, out, err,
+                                  errlen);
+    plan_target_t *t = NULL;
+    int rc = plan_target_load(self, target_index, &t);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot read target %zu of the plan: %s", target_index,
+                     gg_strerror(rc));
+        return rc;
+    }
+    rc = plan_render_target(self, t, ctx, tmpl, mode, out, err, errlen);
+    plan_target_release(&t);
+    return rc;
+}
+
+int plan_render_target(const plan_t *self, const plan_target_t *target,
+                       const plan_render_ctx_t *ctx, const char *tmpl, template_quote_t mode,
+                       char **out, char *err, size_t errlen)
+{
+    s_render_arg_t a = {.plan = self, .target = target, .ctx = ctx};
+    *out = NULL;
     snprintf(a.attempt, sizeof a.attempt, "%u", ctx ? ctx->attempt : 0);
     snprintf(a.epoch, sizeof a.epoch, "%llu", (unsigned long long) (ctx ? ctx->epoch : 0));
     return template_expand_err(tmpl, s_render_lookup, &a, mode, out, err, errlen);

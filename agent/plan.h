@@ -18,6 +18,10 @@
  *                        the same checks, plus: the payload must already be
  *                        in the normalised form (so every node reads the same
  *                        values from the same signed bytes).
+ *   plan_from_canonical() the same from the payload's canonical bytes, read
+ *                        one target at a time: the agent's way to hold a
+ *                        large plan (a compact index; each target's JSON is
+ *                        read back from the stored document on demand).
  *
  * The resolved document is the source form with everything explicit:
  *
@@ -203,8 +207,33 @@ int plan_load_text(const char *text, size_t len, const char *display, const char
 
 /* Rebuilds a resolved plan from its JSON (a verified payload). Returns 0, or
  * GG_EINVAL with the reasons in diag (which may be NULL). The payload is
- * copied. */
+ * copied: every frozen target stays in memory (plan_target works). */
 int plan_from_json(const json_t *payload, plan_t **out, plan_diag_t *diag);
+
+/* Reads [offset, offset + len) of the stored document `id` (the plan id, 32
+ * bytes) into buf; returns the bytes read (fewer: the document is gone or
+ * shorter). The engine's LMDB document reader has this shape. */
+typedef size_t(plan_doc_reader_fn)(void *arg, const uint8_t id[32], uint64_t offset, uint8_t *buf,
+                                   size_t len);
+
+/* The agent's way to hold a large plan: builds a compact plan from the text
+ * of a stored signed document whose payload (bytes [payload_off,
+ * payload_off + payload_len) of text) is already in canonical form
+ * (signed.h). The payload is read piece by piece (head, then one frozen
+ * target at a time, each parsed, checked exactly as plan_from_json checks it,
+ * and freed), so the whole document is never a JSON tree in memory. What is
+ * kept: the spec, and per target its ref, its approval flag and where its
+ * JSON lies in `text`; plan_target_load reads a target back through `reader`
+ * (which must serve the same bytes as text for the plan's id; may be NULL
+ * when no target is ever loaded). The id is the BLAKE2b-256 of the payload
+ * bytes, equal to signed_hash_hex of the parsed payload.
+ * Returns 0; GG_EMALFORMED when the payload is not in canonical form or not a
+ * plan's shape (the caller may then parse it whole: plan_from_json gives the
+ * exact errors); GG_EINVAL for a plan with errors (in diag, may be NULL);
+ * GG_ENOMEM. */
+int plan_from_canonical(const char *text, size_t len, size_t payload_off, size_t payload_len,
+                        plan_doc_reader_fn *reader, void *reader_arg, plan_t **out,
+                        plan_diag_t *diag);
 
 void plan_destroy(plan_t **self_p);
 
@@ -222,14 +251,38 @@ bool plan_is_resolved(const plan_t *self);
 const char *plan_id(const plan_t *self);
 const char *plan_name(const plan_t *self);
 const plan_spec_t *plan_spec(const plan_t *self);
-/* The normalised (and, once resolved, frozen) document, borrowed. */
+/* The normalised (and, once resolved, frozen) document, borrowed. A compact
+ * plan's holds no "targets". */
 const json_t *plan_json(const plan_t *self);
+/* The canonical bytes of plan_json (signed.h), what the id hashes and the
+ * operator signs: kept by plan_resolve (borrowed, not NUL-terminated).
+ * Returns 0, or GG_EINVAL for a plan that plan_resolve did not resolve. */
+int plan_canonical(const plan_t *self, const char **bytes, size_t *len);
 
 size_t plan_target_count(const plan_t *self);
+/* True for a plan from plan_from_canonical: its targets are not in memory. */
+bool plan_is_compact(const plan_t *self);
+/* The in-memory view of target i; NULL when i is out of range or the plan is
+ * compact (use plan_target_load). Borrowed: lives as long as the plan. */
 const plan_target_t *plan_target(const plan_t *self, size_t i);
+/* Cheap on every plan: target i's canonical ref and approval flag (NULL /
+ * false when i is out of range). The ref lives as long as the plan. */
+const char *plan_target_ref(const plan_t *self, size_t i);
+bool plan_target_needs_approval(const plan_t *self, size_t i);
+/* Target i with every field (entity, annotations, ...) in a new view the
+ * caller releases with plan_target_release; for a compact plan it is read
+ * back from the stored document. Its pointers live until the release (the
+ * plan must outlive it). Returns 0, GG_ENOTFOUND (no target i), GG_EIO (the
+ * stored document cannot be read or no longer holds that target), GG_ENOMEM. */
+int plan_target_load(const plan_t *self, size_t i, plan_target_t **out);
+/* NULL-safe; clears *target_p. */
+void plan_target_release(plan_target_t **target_p);
 /* Index of the target whose ref equals `ref` (case-insensitive; kind
  * defaults to component), or -1. */
 long plan_find_target(const plan_t *self, const char *ref);
+/* Heap bytes held for the targets (index, refs, or the in-memory views);
+ * the JSON document of an in-memory plan is not counted. */
+size_t plan_targets_memory(const plan_t *self);
 
 /* What a template sees at run time. */
 typedef struct {
@@ -240,8 +293,15 @@ typedef struct {
 
 /* Expands a template from this plan (a step's run, a prompt, ...) for target
  * i (pass (size_t)-1 for none: target fields are then ""). Returns 0 and a
- * malloc'd string in *out, or template_expand's errors with a reason in err. */
+ * malloc'd string in *out, or template_expand's errors with a reason in err;
+ * GG_ENOTFOUND for no target i (a compact plan's target is loaded for the
+ * call: plan_render_target avoids that for repeated renders). */
 int plan_render(const plan_t *self, size_t target_index, const plan_render_ctx_t *ctx,
                 const char *tmpl, template_quote_t mode, char **out, char *err, size_t errlen);
+/* Same for a target already at hand (plan_target or plan_target_load; NULL
+ * for none). */
+int plan_render_target(const plan_t *self, const plan_target_t *target,
+                       const plan_render_ctx_t *ctx, const char *tmpl, template_quote_t mode,
+                       char **out, char *err, size_t errlen);
 
 #endif

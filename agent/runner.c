@@ -125,7 +125,7 @@ typedef struct s_run {
     uint64_t id;
     const plan_t *plan;
     const plan_spec_t *spec;
-    const plan_target_t *target;
+    plan_target_t *target; /* loaded for the run (a compact plan reads it back) */
     uint32_t index;
     uint32_t epoch;
     uint32_t attempt;
@@ -428,8 +428,8 @@ static int s_spawn(s_run_t *run, s_phase_t phase, const char *label, const char 
     char err[S_ERR_MAX], rerr[256];
     char *cmd = NULL;
     plan_render_ctx_t ctx = {.attempt = run->attempt, .epoch = run->epoch, .workdir = run->workdir};
-    int rc =
-        plan_render(run->plan, run->index, &ctx, tmpl, TEMPLATE_SHELL, &cmd, rerr, sizeof rerr);
+    int rc = plan_render_target(run->plan, run->target, &ctx, tmpl, TEMPLATE_SHELL, &cmd, rerr,
+                                sizeof rerr);
     if (rc != 0) {
         snprintf(err, sizeof err, "%s: cannot render its command: %s", what, rerr);
         s_fail(run, false, err);
@@ -768,15 +768,15 @@ static int s_rewrite(s_run_t *run, const plan_step_t *st)
         goto out;
     }
     for (size_t i = 0; i < st->path_count; i++) {
-        if ((rc = plan_render(run->plan, run->index, &ctx, st->paths[i], TEMPLATE_RAW, &paths[i],
-                              rerr, sizeof rerr)) != 0)
+        if ((rc = plan_render_target(run->plan, run->target, &ctx, st->paths[i], TEMPLATE_RAW,
+                                     &paths[i], rerr, sizeof rerr)) != 0)
             goto render_failed;
     }
     for (size_t i = 0; i < st->replace_count; i++) {
-        if ((rc = plan_render(run->plan, run->index, &ctx, st->replace[i].from, TEMPLATE_RAW,
-                              &texts[2 * i], rerr, sizeof rerr)) != 0 ||
-            (rc = plan_render(run->plan, run->index, &ctx, st->replace[i].to, TEMPLATE_RAW,
-                              &texts[2 * i + 1], rerr, sizeof rerr)) != 0)
+        if ((rc = plan_render_target(run->plan, run->target, &ctx, st->replace[i].from,
+                                     TEMPLATE_RAW, &texts[2 * i], rerr, sizeof rerr)) != 0 ||
+            (rc = plan_render_target(run->plan, run->target, &ctx, st->replace[i].to, TEMPLATE_RAW,
+                                     &texts[2 * i + 1], rerr, sizeof rerr)) != 0)
             goto render_failed;
         pairs[i].from = texts[2 * i];
         pairs[i].to = texts[2 * i + 1];
@@ -958,8 +958,8 @@ static int s_write_prompt(s_run_t *run, const plan_step_t *st, char *path, size_
     FILE *f = NULL;
     int rc = 0;
     char rerr[256];
-    if (st->prompt && (rc = plan_render(run->plan, run->index, &ctx, st->prompt, TEMPLATE_RAW,
-                                        &prompt, rerr, sizeof rerr)) != 0) {
+    if (st->prompt && (rc = plan_render_target(run->plan, run->target, &ctx, st->prompt,
+                                               TEMPLATE_RAW, &prompt, rerr, sizeof rerr)) != 0) {
         snprintf(err, errlen, "cannot render its prompt: %s", rerr);
         goto out;
     }
@@ -1300,6 +1300,7 @@ static void s_run_free(s_run_t *run)
     if (!run)
         return;
     s_snapshot_clear(&run->snap);
+    plan_target_release(&run->target);
     json_decref(run->turn_rec);
     json_decref(run->turns);
     json_decref(run->notes);
@@ -1430,7 +1431,11 @@ int runner_start(runner_t *r, const plan_t *plan, uint32_t index, uint32_t epoch
     run->owner = r;
     run->plan = plan;
     run->spec = plan_spec(plan);
-    run->target = plan_target(plan, index);
+    int lrc = plan_target_load(plan, index, &run->target);
+    if (lrc != 0) {
+        s_run_free(run);
+        return lrc;
+    }
     run->index = index;
     run->epoch = epoch;
     run->attempt = attempt;

@@ -133,7 +133,9 @@ void runner_destroy(runner_t **self_p);
  * (> 0; may be NULL), GG_EBUSY when the executor has no free worker (try
  * again after a completion) or too many runs are in flight, GG_EINVAL (bad
  * arguments, unresolved plan, index out of range, work or log path over
- * PATH_MAX / RUNNER_PATH_MAX) or GG_ENOMEM. Everything else that goes wrong
+ * PATH_MAX / RUNNER_PATH_MAX), GG_EIO (the target cannot be read back from
+ * a compact plan's stored document: plan_target_load; the run holds the
+ * loaded target until it ends) or GG_ENOMEM. Everything else that goes wrong
  * (a folder that cannot be created, a command that cannot be rendered) is
  * reported through the outcome. */
 int runner_start(runner_t *r, const plan_t *plan, uint32_t index, uint32_t epoch, uint32_t attempt,

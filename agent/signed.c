@@ -16,7 +16,48 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_CANON_FLAGS (JSON_SORT_KEYS | JSON_COMPACT)
+#define S_CANON_FLAGS SIGNED_CANON_FLAGS
+
+/* The canonical envelope around a payload (signed.h). */
+#define S_ENV_HEAD "{\"payload\":"
+#define S_ENV_KEY  ",\"signature\":{\"key\":\""
+#define S_ENV_SIG  "\",\"sig\":\""
+#define S_ENV_END  "\"}}"
+#define S_ENV_TAIL_LEN                                                                             \
+    (sizeof S_ENV_KEY - 1 + 2 * CERT_PUBLIC_LEN + sizeof S_ENV_SIG - 1 + 2 * CERT_SIG_LEN +        \
+     sizeof S_ENV_END - 1)
+
+/* The dump's growing buffer: one pass over the value (a large plan's
+ * document is not dumped twice, once to size it and once to write it). */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int error;
+} s_dump_t;
+
+static int s_dump_append(const char *data, size_t size, void *arg)
+{
+    s_dump_t *d = arg;
+    if (size > SIGNED_DOC_MAX - d->len) {
+        d->error = GG_ETOOBIG;
+        return -1;
+    }
+    if (d->len + size + 1 > d->cap) {
+        size_t cap = d->cap ? d->cap : 4096;
+        while (cap < d->len + size + 1)
+            cap *= 2;
+        char *grown = realloc(d->buf, cap);
+        if (!grown) {
+            d->error = GG_ENOMEM;
+            return -1;
+        }
+        d->buf = grown;
+        d->cap = cap;
+    }
+    memcpy(d->buf + d->len, data, size);
+    d->len += size;
+    return 0;
+}
 
 int signed_canonical(const json_t *value, char **bytes, size_t *len)
 {
@@ -24,21 +65,14 @@ int signed_canonical(const json_t *value, char **bytes, size_t *len)
     *len = 0;
     if (!json_is_object(value) && !json_is_array(value))
         return GG_EINVAL;
-    size_t need = json_dumpb(value, NULL, 0, S_CANON_FLAGS);
-    if (need == 0)
-        return GG_ENOMEM;
-    if (need > SIGNED_DOC_MAX)
-        return GG_ETOOBIG;
-    char *buf = malloc(need + 1);
-    if (!buf)
-        return GG_ENOMEM;
-    if (json_dumpb(value, buf, need, S_CANON_FLAGS) != need) {
-        free(buf);
-        return GG_EINTERNAL;
+    s_dump_t d = {0};
+    if (json_dump_callback(value, s_dump_append, &d, S_CANON_FLAGS) != 0 || !d.buf) {
+        free(d.buf);
+        return d.error ? d.error : GG_ENOMEM;
     }
-    buf[need] = '\0';
-    *bytes = buf;
-    *len = need;
+    d.buf[d.len] = '\0';
+    *bytes = d.buf;
+    *len = d.len;
     return 0;
 }
 
@@ -151,6 +185,91 @@ int signed_verify(const json_t *doc, const trust_t *trust, json_t **payload,
             memcpy(signer, key, sizeof key);
     }
     return rc;
+}
+
+/* ---- large documents ---- */
+
+static int s_hex_at(const char *text, uint8_t *out, size_t len)
+{
+    char hex[2 * CERT_SIG_LEN + 1];
+    if (2 * len >= sizeof hex)
+        return GG_EINVAL;
+    memcpy(hex, text, 2 * len);
+    hex[2 * len] = '\0';
+    return signed_hex_decode(hex, out, len);
+}
+
+int signed_split(const char *text, size_t len, size_t *payload_off, size_t *payload_len,
+                 uint8_t key[CERT_PUBLIC_LEN], uint8_t sig[CERT_SIG_LEN])
+{
+    const size_t head = sizeof S_ENV_HEAD - 1;
+    if (!text || len > SIGNED_DOC_MAX || len < head + 2 + S_ENV_TAIL_LEN ||
+        memcmp(text, S_ENV_HEAD, head) != 0 || text[head] != '{')
+        return GG_EMALFORMED;
+    const char *t = text + len - S_ENV_TAIL_LEN;
+    if (t[-1] != '}' || memcmp(t, S_ENV_KEY, sizeof S_ENV_KEY - 1) != 0)
+        return GG_EMALFORMED;
+    t += sizeof S_ENV_KEY - 1;
+    if (s_hex_at(t, key, CERT_PUBLIC_LEN) != 0)
+        return GG_EMALFORMED;
+    t += 2 * CERT_PUBLIC_LEN;
+    if (memcmp(t, S_ENV_SIG, sizeof S_ENV_SIG - 1) != 0)
+        return GG_EMALFORMED;
+    t += sizeof S_ENV_SIG - 1;
+    if (s_hex_at(t, sig, CERT_SIG_LEN) != 0)
+        return GG_EMALFORMED;
+    t += 2 * CERT_SIG_LEN;
+    if (memcmp(t, S_ENV_END, sizeof S_ENV_END - 1) != 0)
+        return GG_EMALFORMED;
+    *payload_off = head;
+    *payload_len = len - head - S_ENV_TAIL_LEN;
+    return 0;
+}
+
+int signed_verify_bytes(const char *bytes, size_t len, const uint8_t key[CERT_PUBLIC_LEN],
+                        const uint8_t sig[CERT_SIG_LEN], const trust_t *trust)
+{
+    if (!trust || !trust_is_operator(trust, key))
+        return GG_EPERM;
+    return operator_verify(key, bytes, len, sig) == 0 ? 0 : GG_ECRYPTO;
+}
+
+int signed_sign_bytes(const char *payload, size_t len, const operator_key_t *key, char **doc,
+                      size_t *doc_len)
+{
+    *doc = NULL;
+    *doc_len = 0;
+    if (!payload || !key || len < 2 || payload[0] != '{')
+        return GG_EINVAL;
+    if (!key->has_secret)
+        return GG_EPERM;
+    size_t total = sizeof S_ENV_HEAD - 1 + len + S_ENV_TAIL_LEN;
+    if (total > SIGNED_DOC_MAX)
+        return GG_ETOOBIG;
+    uint8_t sig[CERT_SIG_LEN];
+    int rc = operator_sign(key, payload, len, sig);
+    if (rc != 0)
+        return rc;
+    char *out = malloc(total + 1);
+    if (!out)
+        return GG_ENOMEM;
+    char *w = out;
+    memcpy(w, S_ENV_HEAD, sizeof S_ENV_HEAD - 1);
+    w += sizeof S_ENV_HEAD - 1;
+    memcpy(w, payload, len);
+    w += len;
+    memcpy(w, S_ENV_KEY, sizeof S_ENV_KEY - 1);
+    w += sizeof S_ENV_KEY - 1;
+    signed_hex_encode(key->public_key, CERT_PUBLIC_LEN, w);
+    w += 2 * CERT_PUBLIC_LEN;
+    memcpy(w, S_ENV_SIG, sizeof S_ENV_SIG - 1);
+    w += sizeof S_ENV_SIG - 1;
+    signed_hex_encode(sig, CERT_SIG_LEN, w);
+    w += 2 * CERT_SIG_LEN;
+    memcpy(w, S_ENV_END, sizeof S_ENV_END);
+    *doc = out;
+    *doc_len = total;
+    return 0;
 }
 
 /* ---- commands ---- */

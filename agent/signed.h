@@ -40,6 +40,9 @@
 #define SIGNED_TARGETS_MAX   1000000      /* refs in one command */
 #define SIGNED_FIELD_MAX     1024         /* bytes in a command's string field */
 
+/* jansson flags of the canonical form. */
+#define SIGNED_CANON_FLAGS (JSON_SORT_KEYS | JSON_COMPACT)
+
 /* Canonical bytes of a JSON value (object or array) in a new malloc'd,
  * NUL-terminated buffer; *len excludes the NUL. Returns 0, GG_EINVAL (not a
  * container), GG_ETOOBIG (over SIGNED_DOC_MAX) or GG_ENOMEM. */
@@ -67,6 +70,36 @@ int signed_sign(json_t *payload, const operator_key_t *key, json_t **doc);
  * that is not a trusted operator, GG_ECRYPTO for a bad signature. */
 int signed_verify(const json_t *doc, const trust_t *trust, json_t **payload,
                   uint8_t signer[CERT_PUBLIC_LEN]);
+
+/* ---- large documents, without a JSON tree of the whole ----
+ *
+ * A signed document in canonical form is the bytes
+ *   {"payload":PAYLOAD,"signature":{"key":"<64 hex>","sig":"<128 hex>"}}
+ * with PAYLOAD the payload's canonical bytes (what the CLI sends). For such a
+ * text the signature and the hash apply to a slice of it, so a verifier
+ * need not parse and re-dump the whole document: it checks the slice is
+ * canonical piece by piece (plan_from_canonical does for plans). */
+
+/* Finds the payload slice and the signature of a text in the canonical
+ * envelope form above. Returns 0 with the slice [*payload_off, *payload_off +
+ * *payload_len) (starting with '{') and the decoded key and signature, or
+ * GG_EMALFORMED when the text does not have that form (it may still be a
+ * valid signed document: use signed_parse and signed_verify). Checks nothing
+ * inside the payload. */
+int signed_split(const char *text, size_t len, size_t *payload_off, size_t *payload_len,
+                 uint8_t key[CERT_PUBLIC_LEN], uint8_t sig[CERT_SIG_LEN]);
+
+/* Verifies sig by key over bytes (a payload's canonical bytes). Returns 0,
+ * GG_EPERM (key not a trusted operator) or GG_ECRYPTO (bad signature). */
+int signed_verify_bytes(const char *bytes, size_t len, const uint8_t key[CERT_PUBLIC_LEN],
+                        const uint8_t sig[CERT_SIG_LEN], const trust_t *trust);
+
+/* Signs a payload given as its canonical bytes and writes the signed
+ * document's canonical text (the envelope above) into a new malloc'd,
+ * NUL-terminated buffer; equal to signed_canonical of signed_sign's document.
+ * Returns 0, GG_EPERM (public key only), GG_EINVAL, GG_ETOOBIG or GG_ENOMEM. */
+int signed_sign_bytes(const char *payload, size_t len, const operator_key_t *key, char **doc,
+                      size_t *doc_len);
 
 /* ---- operator commands ---- */
 

@@ -317,10 +317,46 @@ out:
 
 /* ---- apply ---- */
 
+/* Signs the plan's canonical bytes (computed once, for its id, by
+ * plan_resolve) and posts the signed document: the same bytes as
+ * cli_signed_post would send, without dumping a large plan twice more. */
+static int s_post_plan(const plan_t *p, const char *key_path, json_t **answer)
+{
+    operator_key_t key;
+    const char *bytes = NULL;
+    char *body = NULL;
+    size_t len = 0, body_len = 0;
+    int rc = CLI_EXIT_FAIL;
+    memset(&key, 0, sizeof key);
+    if (!key_path || !*key_path) {
+        cli_fail("plan apply needs an operator key: --key FILE or GAGGLE_KEY");
+        return CLI_EXIT_USAGE;
+    }
+    int err = operator_key_load(key_path, &key);
+    if (err != 0) {
+        cli_fail("cannot load the operator key %s: %s", key_path, gg_strerror(err));
+        goto out;
+    }
+    if (!key.has_secret) {
+        cli_fail("%s holds only a public key: --key needs the secret .key file", key_path);
+        goto out;
+    }
+    if ((err = plan_canonical(p, &bytes, &len)) != 0 ||
+        (err = signed_sign_bytes(bytes, len, &key, &body, &body_len)) != 0) {
+        cli_fail("plan apply: cannot sign: %s", gg_strerror(err));
+        goto out;
+    }
+    rc = cli_call("/v1/plans", body, body_len, answer);
+out:
+    operator_key_wipe(&key);
+    free(body);
+    return rc;
+}
+
 static int s_send(const plan_t *p, const char *key_path)
 {
     json_t *answer = NULL, *out = NULL;
-    int rc = cli_signed_post("plan apply", key_path, (json_t *) plan_json(p), "/v1/plans", &answer);
+    int rc = s_post_plan(p, key_path, &answer);
     if (rc != CLI_EXIT_OK)
         goto out;
     const char *id = json_string_value(json_object_get(answer, "id"));
