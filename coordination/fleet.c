@@ -121,7 +121,7 @@
 #define S_BATCH_BYTES        (WIRE_MAX_MESSAGE - 4096u)
 #define S_ITEM_BYTES         192u /* an item without its error text, generously */
 #define S_DOC_ITEM_BYTES     64u
-#define S_FETCH_WINDOW       4u
+#define S_FETCH_WINDOW       16u
 #define S_MAX_FETCHES        4u
 #define S_MAX_FETCH_BYTES    (2ull * FLEET_MAX_DOC_BYTES) /* assembled in memory at once */
 #define S_MAX_WANTED         256u
