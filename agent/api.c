@@ -960,6 +960,9 @@ static const s_family_t s_families[] = {
      "Same-epoch claim races this node lost (its execution aborted)."},
     {"gaggle_fleet_fenced_results_total", METRICS_COUNTER,
      "Outcomes this node discarded because a higher epoch had superseded them."},
+    {"gaggle_fleet_synced", METRICS_GAUGE,
+     "1 once this node has synced progress with a peer (or waited one lease ttl alone) "
+     "and may claim targets; 0 before."},
 };
 
 static bool s_plan_live(const engine_plan_t *p)
@@ -1027,6 +1030,7 @@ static void s_collect(metrics_t *m, void *arg)
         metrics_counter_set(m, "gaggle_fleet_fenced_results_total", NULL,
                             (double) fs->fenced_results);
     }
+    metrics_gauge_set(m, "gaggle_fleet_synced", NULL, engine_fleet_synced(s_api.engine) ? 1 : 0);
 }
 
 /* ---- registration ---- */

@@ -1616,6 +1616,11 @@ json_t *engine_audit_json(engine_t *self, size_t limit)
     return json_pack("{s:o}", "entries", w.list);
 }
 
+bool engine_fleet_synced(engine_t *self)
+{
+    return self && fleet_synced(self->fleet);
+}
+
 const fleet_stats_t *engine_fleet_stats(engine_t *self)
 {
     return fleet_stats(self->fleet);

@@ -103,5 +103,7 @@ json_t *engine_audit_json(engine_t *self, size_t limit);
 
 /* Fleet core statistics (claims, conflicts, fenced results...). */
 const fleet_stats_t *engine_fleet_stats(engine_t *self);
+/* True once the fleet core may claim (fleet_synced). */
+bool engine_fleet_synced(engine_t *self);
 
 #endif

@@ -76,6 +76,7 @@
 #include "rng.h"
 
 #define S_ENV_MAX    8
+#define S_LOGBUF_MAX (8u << 10) /* log lines kept before the file is made */
 #define S_ERR_MAX    512
 #define S_HASH_LEN   16
 #define S_SNAP_DEPTH 64
@@ -151,6 +152,15 @@ typedef struct s_run {
 
     char workdir[PATH_MAX];
     char log_path[RUNNER_PATH_MAX];
+    /* Built-in steps (noop, rewrite) need no directory and log only a few
+     * lines: the work directory is made before the first thing that uses it,
+     * and log lines wait in logbuf until a process is started (its output
+     * goes to the file), the buffer is full, or the target will run again.
+     * A run that never needed the file hands its lines over as its tail. */
+    bool workdir_made;
+    bool log_file; /* log_path exists (made here, or by an earlier attempt) */
+    char *logbuf;
+    size_t logbuf_len;
     char s_epoch[16];
     char s_attempt[16];
     char *tail;
@@ -203,12 +213,21 @@ static const char *s_duration(uint64_t ms, char *buf, size_t size)
     return buf;
 }
 
+/* mkdir -p. The parents nearly always exist (one work and one log
+ * directory per plan): try the directory itself first, walk from the root
+ * only when a parent is missing. */
 static int s_mkdir_p(const char *path, mode_t mode)
 {
     char buf[PATH_MAX];
     size_t len = strlen(path);
     if (len == 0 || len >= sizeof buf)
         return GG_EINVAL;
+    if (mkdir(path, mode) == 0)
+        return 0;
+    if (errno == ENOSPC)
+        return GG_ENOSPC;
+    if (errno != ENOENT && errno != EEXIST)
+        return GG_EIO;
     memcpy(buf, path, len + 1);
     for (size_t i = 1; i <= len; i++) {
         if (buf[i] != '/' && buf[i] != '\0')
@@ -225,8 +244,55 @@ static int s_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Appends text to the target's log (best effort: a log that cannot be
- * written never fails a step). */
+static void s_append_file(const char *path, const char *text, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    if (fd < 0)
+        return;
+    while (len > 0) {
+        ssize_t w = write(fd, text, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        text += w;
+        len -= (size_t) w;
+    }
+    close(fd);
+}
+
+/* Makes the target's log file from the lines kept so far (best effort: a
+ * log that cannot be written never fails a step). */
+static void s_log_flush(s_run_t *run)
+{
+    if (run->log_file)
+        return;
+    char logdir[RUNNER_PATH_MAX];
+    snprintf(logdir, sizeof logdir, "%s", run->log_path);
+    char *slash = strrchr(logdir, '/');
+    if (slash)
+        *slash = '\0';
+    if (slash && s_mkdir_p(logdir, 0750) != 0)
+        gg_warn("runner: cannot create the log directory %s", logdir);
+    s_append_file(run->log_path, run->logbuf ? run->logbuf : "", run->logbuf_len);
+    run->log_file = true;
+    free(run->logbuf);
+    run->logbuf = NULL;
+    run->logbuf_len = 0;
+}
+
+/* The work directory, made at its first use. */
+static int s_workdir(s_run_t *run)
+{
+    if (run->workdir_made)
+        return 0;
+    int rc = s_mkdir_p(run->workdir, 0750);
+    if (rc == 0)
+        run->workdir_made = true;
+    return rc;
+}
+
+/* Appends text to the target's log. */
 static void s_log(s_run_t *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void s_log(s_run_t *run, const char *fmt, ...)
 {
@@ -237,21 +303,18 @@ static void s_log(s_run_t *run, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    int fd = open(run->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
-    if (fd >= 0) {
-        const char *p = text;
-        size_t left = (size_t) n;
-        while (left > 0) {
-            ssize_t w = write(fd, p, left);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            p += w;
-            left -= (size_t) w;
+    if (!run->log_file && run->logbuf_len + (size_t) n <= S_LOGBUF_MAX) {
+        char *grown = realloc(run->logbuf, run->logbuf_len + (size_t) n + 1);
+        if (grown) {
+            memcpy(grown + run->logbuf_len, text, (size_t) n + 1);
+            run->logbuf = grown;
+            run->logbuf_len += (size_t) n;
+            free(text);
+            return;
         }
-        close(fd);
     }
+    s_log_flush(run);
+    s_append_file(run->log_path, text, (size_t) n);
     free(text);
 }
 
@@ -373,10 +436,13 @@ static void s_finish(s_run_t *run, target_state_t state, const char *fmt, ...)
     }
     uint64_t ms = s_now_ms() - run->started_ms;
     o->duration_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t) ms;
-    snprintf(o->log_path, sizeof o->log_path, "%s", run->log_path);
     run->phase = PH_DONE;
     run->finished = true;
     s_log(run, "== %s%s%s ==\n", target_state_name(state), o->error[0] ? ": " : "", o->error);
+    if (state == TARGET_RETRY_WAIT)
+        s_log_flush(run); /* the next attempt appends to this one's lines */
+    if (run->log_file)
+        snprintf(o->log_path, sizeof o->log_path, "%s", run->log_path);
     s_kick(run->owner);
 }
 
@@ -456,6 +522,14 @@ static int s_spawn(s_run_t *run, s_phase_t phase, const char *label, const char 
         .new_netns = netns,
     };
     s_log_header(run, label);
+    if ((rc = s_workdir(run)) != 0) {
+        free(cmd);
+        snprintf(err, sizeof err, "%s: cannot create the work directory %.200s: %s", what,
+                 run->workdir, gg_strerror(rc));
+        s_fail(run, true, err);
+        return rc;
+    }
+    s_log_flush(run); /* the process's output follows these lines in the file */
     uint64_t id = 0;
     rc = executor_start(r->exec, &job, &id);
     free(cmd);
@@ -845,6 +919,8 @@ static void s_publish(s_run_t *run)
         .verification = run->verification,
     };
     int rc = docs_out_change_md(&c, &md);
+    if (rc == 0)
+        rc = s_workdir(run);
     snprintf(path, sizeof path, "%s/%s", run->workdir, RUNNER_CHANGE_FILE);
     if (rc == 0)
         rc = docs_out_write_file(path, md, strlen(md));
@@ -921,7 +997,9 @@ static int s_write_turns(s_run_t *run)
     if (!text)
         return GG_ENOMEM;
     snprintf(path, sizeof path, "%s/%s", run->workdir, RUNNER_TURNS_FILE);
-    int rc = docs_out_write_file(path, text, strlen(text));
+    int rc = s_workdir(run);
+    if (rc == 0)
+        rc = docs_out_write_file(path, text, strlen(text));
     free(text);
     if (rc != 0)
         gg_warn("runner: cannot write %s: %s", path, gg_strerror(rc));
@@ -1001,7 +1079,7 @@ static int s_write_prompt(s_run_t *run, const plan_step_t *st, char *path, size_
     }
     f = NULL;
     snprintf(path, size, "%s/prompt-turn-%u.md", run->workdir, run->turn);
-    if ((rc = docs_out_write_file(path, text, text_len)) != 0)
+    if ((rc = s_workdir(run)) != 0 || (rc = docs_out_write_file(path, text, text_len)) != 0)
         snprintf(err, errlen, "cannot write %.200s: %s", path, gg_strerror(rc));
 out:
     if (f)
@@ -1307,6 +1385,7 @@ static void s_run_free(s_run_t *run)
     free(run->feedback);
     free(run->verification);
     free(run->tail);
+    free(run->logbuf);
     free(run);
 }
 
@@ -1338,6 +1417,10 @@ static int s_on_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
         s_unlink(r, run);
         run->outcome.tail = run->tail;
         run->outcome.tail_len = run->tail_len;
+        if (!run->log_file && run->logbuf) { /* no file: its lines are the log */
+            run->outcome.tail = run->logbuf;
+            run->outcome.tail_len = run->logbuf_len;
+        }
         gg_debug("runner: run %llu (%s, attempt %u) ended %s", (unsigned long long) run->id,
                  run->target->ref, run->attempt, target_state_name(run->outcome.state));
         run->done(run->arg, run->id, &run->outcome);
@@ -1417,7 +1500,6 @@ void runner_destroy(runner_t **self_p)
 int runner_start(runner_t *r, const plan_t *plan, uint32_t index, uint32_t epoch, uint32_t attempt,
                  runner_done_fn *done, void *arg, uint64_t *run_id)
 {
-    char err[S_ERR_MAX];
     if (run_id)
         *run_id = 0;
     if (!r || !plan || !done || attempt < 1 || !plan_is_resolved(plan) ||
@@ -1468,18 +1550,9 @@ int runner_start(runner_t *r, const plan_t *plan, uint32_t index, uint32_t epoch
     if (run_id)
         *run_id = run->id;
 
-    char logdir[RUNNER_PATH_MAX];
-    snprintf(logdir, sizeof logdir, "%s/%s", r->log_root, plan_id(plan));
-    int rc = s_mkdir_p(run->workdir, 0750);
-    if (rc == 0)
-        rc = s_mkdir_p(logdir, 0750);
-    if (rc != 0) {
-        snprintf(err, sizeof err,
-                 "cannot create the work directory %.200s or the log directory %.200s: %s",
-                 run->workdir, logdir, gg_strerror(rc));
-        s_fail(run, true, err);
-        return 0;
-    }
+    /* An earlier attempt's log: this one appends to it. */
+    struct stat lst;
+    run->log_file = stat(run->log_path, &lst) == 0;
     if (run->spec->precheck.run)
         s_spawn(run, PH_PRECHECK, "precheck", "precheck", run->spec->precheck.run,
                 run->spec->precheck.timeout_ms, false, NULL, NULL);

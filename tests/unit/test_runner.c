@@ -406,6 +406,55 @@ static void test_success_path(void)
     plan_destroy(&p);
 }
 
+/* A run of built-in steps only makes no work directory and no log file: its
+ * log lines come back as its tail. A process step makes both, with the lines
+ * written before it first in the file. */
+static void test_builtin_only_makes_no_files(void)
+{
+    ctx_t ctx;
+    REQUIRE(s_setup(&ctx, "builtin") == 0);
+    plan_t *p = s_plan(&ctx, "  steps:\n"
+                             "    - {name: first, noop: true}\n"
+                             "    - {name: second, noop: true}\n");
+    REQUIRE(p);
+    REQUIRE(s_start_loop(&ctx, 2) == 0);
+    got_t *g = s_run(&ctx, p, 0, 3, 1);
+    REQUIRE(g);
+    CHECK_EQ_INT(g->o.state, TARGET_SUCCEEDED);
+    CHECK_STR(g->o.log_path, "");
+    CHECK(strstr(g->o.tail, "== step first (attempt 1, epoch 3) ==\n") != NULL);
+    CHECK(strstr(g->o.tail, "== step second (attempt 1, epoch 3) ==\n") != NULL);
+    CHECK(strstr(g->o.tail, "== succeeded ==\n") != NULL);
+    char path[PATH_MAX * 2];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/work/%s/0", ctx.base, plan_id(p));
+    CHECK(stat(path, &st) != 0 && errno == ENOENT);
+    snprintf(path, sizeof path, "%s/logs/%s/0.log", ctx.base, plan_id(p));
+    CHECK(stat(path, &st) != 0 && errno == ENOENT);
+    plan_destroy(&p);
+
+    p = s_plan(&ctx, "  steps:\n"
+                     "    - {name: first, noop: true}\n"
+                     "    - {name: proc, run: 'pwd'}\n");
+    REQUIRE(p);
+    g = s_run(&ctx, p, 1, 4, 1);
+    REQUIRE(g);
+    CHECK_EQ_INT(g->o.state, TARGET_SUCCEEDED);
+    snprintf(path, sizeof path, "%s/logs/%s/1.log", ctx.base, plan_id(p));
+    CHECK_STR(g->o.log_path, path);
+    char *log = s_read(path);
+    REQUIRE(log);
+    const char *a = strstr(log, "== step first (attempt 1, epoch 4) ==\n");
+    const char *b = strstr(log, "== step proc (attempt 1, epoch 4) ==\n");
+    char wd[PATH_MAX * 2];
+    snprintf(wd, sizeof wd, "%s/work/%s/1\n", ctx.base, plan_id(p));
+    const char *c = strstr(log, wd); /* pwd ran in the work directory */
+    CHECK(a && b && c && a < b && b < c);
+    free(log);
+    s_teardown(&ctx);
+    plan_destroy(&p);
+}
+
 static void test_precheck(void)
 {
     ctx_t ctx;
@@ -1269,6 +1318,7 @@ int main(void)
     GG_RUN(test_change_md);
     GG_RUN(test_backoff);
     GG_RUN(test_success_path);
+    GG_RUN(test_builtin_only_makes_no_files);
     GG_RUN(test_precheck);
     GG_RUN(test_retry_then_success);
     GG_RUN(test_failures);

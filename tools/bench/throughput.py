@@ -87,6 +87,10 @@ def throughput(n_agents, n_targets):
         write_catalog(cluster, n_targets)
         plan = write_plan(cluster, "noop")
         agents = start(cluster, n_agents)
+        # Execution, not start-up: an agent claims nothing until it has synced
+        # with a peer, or, alone, waited one lease ttl (15 s with lan).
+        harness.wait_until(lambda: all(metric(a, "gaggle_fleet_synced") == 1 for a in agents),
+                           60, "every agent to be synced")
         commits0 = sum(metric(a, "gaggle_store_commits_total") for a in agents)
         plan_id = apply(agents[0], plan, cluster)
         t0 = time.monotonic()
