@@ -9,6 +9,7 @@
  * text holds so a value cannot break out of them.
  */
 #include "docs_out.h"
+#include "fsutil.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -376,28 +377,6 @@ int docs_out_entity_path(const char *root, const json_t *entity, char *buf, size
     return 0;
 }
 
-static int s_mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf)
-        return GG_EINVAL;
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return errno == ENOSPC ? GG_ENOSPC : GG_EIO;
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return GG_EIO;
-    return 0;
-}
-
 int docs_out_write_file(const char *path, const void *data, size_t len)
 {
     char dir[PATH_MAX], tmp[PATH_MAX];
@@ -417,7 +396,7 @@ int docs_out_write_file(const char *path, const void *data, size_t len)
     int n = snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", slash == dir ? "" : dir, base);
     if (n < 0 || (size_t) n >= sizeof tmp)
         return GG_EINVAL;
-    if ((rc = s_mkdir_p(dir)) != 0)
+    if ((rc = fsutil_mkdir_p(dir, 0755)) != 0)
         return rc;
     rc = GG_EIO;
     fd = mkostemp(tmp, O_CLOEXEC);

@@ -722,16 +722,16 @@ static void s_retry_deferred(engine_t *self)
 {
     self->retry_deferred = false;
     size_t n = self->n_deferred;
-    s_deferred_t *todo = malloc((n ? n : 1) * sizeof *todo);
-    if (!todo)
+    s_deferred_t *waiting = malloc((n ? n : 1) * sizeof *waiting);
+    if (!waiting)
         return;
-    memcpy(todo, self->deferred, n * sizeof *todo);
+    memcpy(waiting, self->deferred, n * sizeof *waiting);
     self->n_deferred = 0;
     for (size_t i = 0; i < n; i++) {
-        s_on_doc(self, todo[i].id, todo[i].data, todo[i].len); /* may defer it again */
-        free(todo[i].data);
+        s_on_doc(self, waiting[i].id, waiting[i].data, waiting[i].len); /* may defer it again */
+        free(waiting[i].data);
     }
-    free(todo);
+    free(waiting);
 }
 
 static void s_on_doc(engine_t *self, const uint8_t id[32], const uint8_t *data, size_t len)

@@ -37,6 +37,7 @@
  * SIGKILLed (the step itself dies with the agent through PR_SET_PDEATHSIG).
  */
 #include "executor.h"
+#include "fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -195,29 +196,6 @@ static int s_read_boot_id(char *out, size_t size)
     out[n] = '\0';
     out[strcspn(out, "\r\n")] = '\0';
     return out[0] ? 0 : -1;
-}
-
-/* mkdir -p; the last component must end up a directory. */
-static int s_mkdir_p(const char *path, mode_t mode)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf)
-        return GG_EINVAL;
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, mode) != 0 && errno != EEXIST)
-            return GG_EIO;
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return GG_EIO;
-    return 0;
 }
 
 static bool s_env_name_ok(const char *name)
@@ -876,7 +854,7 @@ executor_t *executor_new(zloop_t *loop, const executor_config_t *cfg)
     if (cfg->log_dir) {
         if (!(e->log_dir = strdup(cfg->log_dir)))
             goto fail;
-        if (s_mkdir_p(e->log_dir, 0750) != 0) {
+        if (fsutil_mkdir_p(e->log_dir, 0750) != 0) {
             gg_error("executor: cannot create log directory %s", e->log_dir);
             goto fail;
         }
@@ -884,7 +862,7 @@ executor_t *executor_new(zloop_t *loop, const executor_config_t *cfg)
     if (cfg->pgid_dir) {
         if (!(e->pgid_dir = strdup(cfg->pgid_dir)))
             goto fail;
-        if (s_mkdir_p(e->pgid_dir, 0700) != 0) {
+        if (fsutil_mkdir_p(e->pgid_dir, 0700) != 0) {
             gg_error("executor: cannot create directory %s", e->pgid_dir);
             goto fail;
         }
@@ -994,7 +972,7 @@ static int s_open_log(executor_t *e, const executor_job_t *job, uint64_t id, int
         char *slash = strrchr(path, '/');
         if (slash && slash > path + strlen(e->log_dir)) {
             *slash = '\0';
-            int rc = s_mkdir_p(path, 0750);
+            int rc = fsutil_mkdir_p(path, 0750);
             *slash = '/';
             if (rc != 0) {
                 gg_warn("executor: cannot create the directory of log %s", path);

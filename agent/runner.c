@@ -54,6 +54,7 @@
  *   DONE --eventfd--> done() called, run freed.  Any state --abort--> freed.
  */
 #include "runner.h"
+#include "fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -213,37 +214,6 @@ static const char *s_duration(uint64_t ms, char *buf, size_t size)
     return buf;
 }
 
-/* mkdir -p. The parents nearly always exist (one work and one log
- * directory per plan): try the directory itself first, walk from the root
- * only when a parent is missing. */
-static int s_mkdir_p(const char *path, mode_t mode)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf)
-        return GG_EINVAL;
-    if (mkdir(path, mode) == 0)
-        return 0;
-    if (errno == ENOSPC)
-        return GG_ENOSPC;
-    if (errno != ENOENT && errno != EEXIST)
-        return GG_EIO;
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, mode) != 0 && errno != EEXIST)
-            return errno == ENOSPC ? GG_ENOSPC : GG_EIO;
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return GG_EIO;
-    return 0;
-}
-
 static void s_append_file(const char *path, const char *text, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
@@ -272,7 +242,7 @@ static void s_log_flush(s_run_t *run)
     char *slash = strrchr(logdir, '/');
     if (slash)
         *slash = '\0';
-    if (slash && s_mkdir_p(logdir, 0750) != 0)
+    if (slash && fsutil_mkdir_p(logdir, 0750) != 0)
         gg_warn("runner: cannot create the log directory %s", logdir);
     s_append_file(run->log_path, run->logbuf ? run->logbuf : "", run->logbuf_len);
     run->log_file = true;
@@ -286,7 +256,7 @@ static int s_workdir(s_run_t *run)
 {
     if (run->workdir_made)
         return 0;
-    int rc = s_mkdir_p(run->workdir, 0750);
+    int rc = fsutil_mkdir_p(run->workdir, 0750);
     if (rc == 0)
         run->workdir_made = true;
     return rc;
@@ -1452,7 +1422,7 @@ runner_t *runner_new(zloop_t *loop, executor_t *exec, const runner_config_t *cfg
     r->log_root = strdup(cfg->log_root);
     if (!r->work_root || !r->log_root)
         goto fail;
-    if (s_mkdir_p(r->work_root, 0750) != 0 || s_mkdir_p(r->log_root, 0750) != 0) {
+    if (fsutil_mkdir_p(r->work_root, 0750) != 0 || fsutil_mkdir_p(r->log_root, 0750) != 0) {
         gg_error("runner: cannot create %s or %s", r->work_root, r->log_root);
         goto fail;
     }
