@@ -110,6 +110,7 @@ struct _engine_t {
     s_deferred_t deferred[DEFERRED_MAX];
     size_t n_deferred;
     bool retry_deferred;
+    bool members_dirty; /* the membership view changed: the ticker hands it over */
     char work_root[512], log_root[512], pgid_root[512];
 };
 
@@ -1022,6 +1023,8 @@ static void s_drain(engine_t *self)
     self->draining_outputs = false;
 }
 
+static void s_apply_members(engine_t *self);
+
 static int s_ticker(zloop_t *loop, int timer_id, void *arg)
 {
     engine_t *self = arg;
@@ -1029,6 +1032,8 @@ static int s_ticker(zloop_t *loop, int timer_id, void *arg)
     s_fire_retries(self, now);
     if (self->retry_deferred)
         s_retry_deferred(self);
+    if (self->members_dirty)
+        s_apply_members(self);
     if (now >= fleet_next_deadline(self->fleet))
         fleet_tick(self->fleet, now);
     s_drain(self);
@@ -1036,9 +1041,13 @@ static int s_ticker(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-static void s_members_changed(void *arg)
+/* Hands the membership view to the fleet core. Changes are coalesced: the
+ * hook marks the view dirty and the ticker applies it (a fleet forming or a
+ * partition healing changes the view many times a millisecond, and each
+ * hand-over rebuilds the member list). */
+static void s_apply_members(engine_t *self)
 {
-    engine_t *self = arg;
+    self->members_dirty = false;
     membership_t *m = cluster_membership(self->cluster);
     size_t n = membership_size(m);
     fleet_member_t *list = calloc(n ? n : 1, sizeof *list);
@@ -1054,6 +1063,12 @@ static void s_members_changed(void *arg)
     fleet_set_members(self->fleet, s_now(), list, n);
     free(list);
     s_drain(self);
+}
+
+static void s_members_changed(void *arg)
+{
+    engine_t *self = arg;
+    self->members_dirty = true;
 }
 
 static void s_on_message(void *arg, const transport_delivery_t *d)
@@ -1263,7 +1278,7 @@ engine_t *engine_new(agent_t *agent, cluster_t *cluster, char *err, size_t errle
     cluster_on_message(cluster, WIRE_PLAN, s_on_message, self);
     cluster_on_message(cluster, WIRE_LOG_REQ, s_on_log_req, self);
     cluster_on_message(cluster, WIRE_LOG_REP, s_on_log_rep, self);
-    s_members_changed(self);
+    s_apply_members(self);
     self->ticker = zloop_timer(agent_loop(agent), 5, 0, s_ticker, self);
     if (self->ticker < 0) {
         snprintf(err, errlen, "cannot register the engine's timer");

@@ -6,7 +6,9 @@
  * The driver mirrors agent/engine.c:
  *   - boot: the plan document and the records on the node's disk are
  *     restored (fleet_restore_doc after fleet_add_plan, fleet_restore_record),
- *     then the membership view is handed over (fleet_set_members);
+ *     then the membership view is handed over (fleet_set_members), and
+ *     again S_VIEW_COALESCE_MS after it changes (changes coalesce, as the
+ *     engine applies them from its ticker);
  *   - capacity = workers - running executions - targets waiting to retry,
  *     given after every output (fleet_set_capacity);
  *   - FOUT_RUN starts an execution, FOUT_ABORT stops it; an outcome is a new
@@ -54,6 +56,7 @@
 #include <string.h>
 
 #define S_FLUSH_MS             5u
+#define S_VIEW_COALESCE_MS     5u /* the engine hands the view over from its 5 ms ticker */
 #define S_DOC_BYTES_PER_TARGET 300u
 #define S_DOC_KIND_PLAN        1u
 #define S_MAX_WORKERS          1024u
@@ -99,6 +102,7 @@ typedef struct {
     s_write_t *writes; /* waiting for the group commit */
     uint32_t n_writes, cap_writes;
     uint64_t flush_at;
+    uint64_t view_due;    /* a changed view waits for the next ticker round */
     progress_rec_t *last; /* last record output per target (this life) */
     uint8_t *last_set;
     bool draining_outputs;
@@ -689,6 +693,8 @@ static uint64_t s_next_deadline(const void *state)
     uint64_t d = fleet_next_deadline(in->fleet);
     if (in->flush_at < d)
         d = in->flush_at;
+    if (in->view_due < d)
+        d = in->view_due;
     for (uint32_t i = 0; i < in->n_execs; i++)
         if (in->execs[i].done_at < d)
             d = in->execs[i].done_at;
@@ -740,6 +746,7 @@ static int s_boot(sim_t *sim, sim_node_t *node, void **state, uint64_t now)
     in->node = node;
     w->churn_at = now + 1;
     in->flush_at = SIM_NEVER;
+    in->view_due = SIM_NEVER;
     rng_seed(&in->rng, sim_machine_seed(sim));
     if (!node->disk.machine[1]) {
         s_disk_t *d = calloc(1, sizeof *d);
@@ -849,6 +856,10 @@ static void s_tick(sim_t *sim, sim_node_t *node, void *state, uint64_t now)
     s_world_t *w = s_world(sim);
     if (w->targets && !w->injected && w->inject_node == node->index && now >= w->inject_at)
         s_inject(in, now);
+    if (now >= in->view_due) {
+        in->view_due = SIM_NEVER;
+        s_set_members(in, now);
+    }
     s_fire(in, now);
     if (now >= fleet_next_deadline(in->fleet))
         fleet_tick(in->fleet, now);
@@ -861,8 +872,9 @@ static void s_view_changed(sim_t *sim, sim_node_t *node, void *state, uint64_t n
 {
     (void) sim;
     (void) node;
-    s_set_members(state, now);
-    s_drain(state, now);
+    s_inst_t *in = state;
+    if (in->view_due == SIM_NEVER)
+        in->view_due = now + S_VIEW_COALESCE_MS;
 }
 
 /* ---- the world ---- */
