@@ -1135,15 +1135,14 @@ static void s_claim(fleet_t *f, s_plan_t *p, uint32_t i, int kind, uint64_t now)
 /* The owner of target i for a takeover from `holder`, which is live in this
  * view but silent: the owner among the others, so that a hung node that
  * still answers probes cannot keep its own targets. */
-static bool s_owned_without(fleet_t *f, s_plan_t *p, uint32_t i, const uint8_t *holder,
-                            uint64_t *work)
+/* Rank in the owner list of the owner of `key` among the members other than
+ * the one whose seed is `without`; -1 when there is none. */
+static int64_t s_owner_without(const fleet_t *f, uint64_t key, uint64_t without)
 {
-    if (f->self_rank < 0)
-        return false;
-    uint64_t hs = rendezvous_node_seed(holder), key = p->t[i].key, best_score = 0;
+    uint64_t best_score = 0;
     int64_t best = -1;
     for (uint32_t k = 0; k < f->n_own; k++) {
-        if (f->own_seeds[k] == hs)
+        if (f->own_seeds[k] == without)
             continue;
         uint64_t sc = rendezvous_score(f->own_seeds[k], key);
         if (best < 0 || sc > best_score) {
@@ -1151,8 +1150,16 @@ static bool s_owned_without(fleet_t *f, s_plan_t *p, uint32_t i, const uint8_t *
             best_score = sc;
         }
     }
+    return best;
+}
+
+static bool s_owned_without(fleet_t *f, s_plan_t *p, uint32_t i, const uint8_t *holder,
+                            uint64_t *work)
+{
+    if (f->self_rank < 0)
+        return false;
     *work += f->n_own / S_OWNER_COST_DIV;
-    return best == f->self_rank;
+    return s_owner_without(f, p->t[i].key, rendezvous_node_seed(holder)) == f->self_rank;
 }
 
 /* Looks at one target during a pass (the takeover pass looks only at held
@@ -2758,23 +2765,13 @@ static void s_heartbeat(fleet_t *f, uint64_t now)
         uint32_t np = s_pick_peers(f, f->push_fanout, peers);
         for (uint32_t k = 0; k < np; k++)
             s_hb_add(f, set, &n, cap, peers[k]);
-        uint64_t self_seed = f->self_rank >= 0 ? f->own_seeds[f->self_rank] : 0;
+        uint64_t self_seed = rendezvous_node_seed(f->self);
         for (uint32_t h = 0; h < f->n_held && n < cap; h++) {
             uint32_t ref = f->held[h];
             if (ref & S_DOC_BIT)
                 continue;
             const s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
-            uint64_t key = p->t[ref & S_INDEX_MASK].key, best_score = 0;
-            int64_t best = -1;
-            for (uint32_t k = 0; k < f->n_own; k++) {
-                if (f->self_rank >= 0 && f->own_seeds[k] == self_seed)
-                    continue;
-                uint64_t sc = rendezvous_score(f->own_seeds[k], key);
-                if (best < 0 || sc > best_score) {
-                    best = k;
-                    best_score = sc;
-                }
-            }
+            int64_t best = s_owner_without(f, p->t[ref & S_INDEX_MASK].key, self_seed);
             if (best >= 0)
                 s_hb_add(f, set, &n, cap, f->own_mem[best]);
         }

@@ -276,7 +276,6 @@ static void s_on_start(sim_t *sim, s_inst_t *in, uint32_t index)
     }
     w->running[index]++;
     w->res.runs++;
-    (void) in;
 }
 
 static void s_on_stop(sim_t *sim, uint32_t index)
