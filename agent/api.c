@@ -963,6 +963,8 @@ static const s_family_t s_families[] = {
     {"gaggle_fleet_synced", METRICS_GAUGE,
      "1 once this node has synced progress with a peer (or waited one lease ttl alone) "
      "and may claim targets; 0 before."},
+    {"gaggle_notify_total", METRICS_COUNTER,
+     "Notifications of the plans' notify hook on this node, by result (ok, failed, dropped)."},
 };
 
 static bool s_plan_live(const engine_plan_t *p)
@@ -1031,6 +1033,15 @@ static void s_collect(metrics_t *m, void *arg)
                             (double) fs->fenced_results);
     }
     metrics_gauge_set(m, "gaggle_fleet_synced", NULL, engine_fleet_synced(s_api.engine) ? 1 : 0);
+    const notify_stats_t *ns = engine_notify_stats(s_api.engine);
+    if (ns) {
+        metrics_counter_set(m, "gaggle_notify_total", (const char *[]){"result", "ok", NULL},
+                            (double) ns->ok);
+        metrics_counter_set(m, "gaggle_notify_total", (const char *[]){"result", "failed", NULL},
+                            (double) ns->failed);
+        metrics_counter_set(m, "gaggle_notify_total", (const char *[]){"result", "dropped", NULL},
+                            (double) ns->dropped);
+    }
 }
 
 /* ---- registration ---- */

@@ -26,6 +26,7 @@
 #include "cluster.h"
 #include "docstore.h"
 #include "executor.h"
+#include "notify.h"
 #include "gg_error.h"
 #include "gg_log.h"
 #include "rendezvous.h"
@@ -43,6 +44,7 @@
 #define DEFERRED_MAX        256
 #define RETRIES_MAX         65536
 #define AUDIT_LIMIT_DEFAULT 1000
+#define NOTIFY_CHECK_MS     250 /* plan events are looked for this often */
 
 typedef struct {
     engine_plan_t pub;
@@ -50,6 +52,11 @@ typedef struct {
     char control_nonce[SIGNED_NONCE_HEX_LEN + 1];
     uint32_t *approvals;     /* per target: count of distinct operator keys (bounded) */
     zhashx_t *approval_keys; /* "index:keyhex" -> present */
+    /* Plan events for notify, as last seen by s_notify_plans. */
+    bool seen_fresh; /* accepted while running, not restored from disk */
+    bool seen_init;
+    const char *seen_state; /* engine_plan_state */
+    bool seen_awaiting;     /* some target awaits approval */
 } s_plan_t;
 
 typedef struct {
@@ -89,6 +96,8 @@ struct _engine_t {
     fleet_t *fleet;
     executor_t *executor;
     runner_t *runner;
+    notify_t *notify;
+    uint64_t notify_checked_ms;
     s_plan_t **plans;
     size_t n_plans, cap_plans;
     zhashx_t *runs; /* "planhex:index" -> s_run_t */
@@ -335,6 +344,7 @@ static s_plan_t *s_plan_add(engine_t *self, const uint8_t id[32], plan_t *plan)
     p->pub.plan = plan;
     p->pub.control = FLEET_PLAN_ACTIVE;
     p->pub.accepted_ms = s_wall_ms();
+    p->seen_fresh = !self->restoring;
     for (size_t i = 0; i < n; i++) {
         const char *ref = plan_target_ref(plan, i);
         keys[i] = rendezvous_key(ref, strlen(ref));
@@ -853,6 +863,102 @@ static void s_store_log(engine_t *self, const s_plan_t *p, uint32_t index, const
     s_queue_write(self, STORE_DB_LOGS, key, tail ? tail : "", tail ? len : 0);
 }
 
+/* ---- notify (notify.h) ---- */
+
+/* The "plan" object of a notification. */
+static json_t *s_notify_plan_info(engine_t *self, const s_plan_t *p)
+{
+    fleet_plan_stats_t st;
+    memset(&st, 0, sizeof st);
+    (void) fleet_plan_stats(self->fleet, p->pub.id, &st);
+    json_t *counts = json_object();
+    for (int s = 0; counts && s < TARGET_STATE_COUNT; s++)
+        json_object_set_new(counts, target_state_name((target_state_t) s),
+                            json_integer((json_int_t) st.counts[s]));
+    return json_pack("{s:s, s:s, s:s, s:I, s:o*}", "id", p->pub.id_hex, "name",
+                     plan_name(p->pub.plan), "state", engine_plan_state(self, &p->pub), "total",
+                     (json_int_t) st.total, "counts", counts);
+}
+
+/* A target's run ended in a terminal state on this node. */
+static void s_notify_target(engine_t *self, const s_plan_t *p, uint32_t index,
+                            const progress_rec_t *r)
+{
+    const char *event = target_state_name((target_state_t) r->state);
+    if (!notify_wants(p->pub.plan, event))
+        return;
+    json_t *plan_info = s_notify_plan_info(self, p);
+    json_t *target_info =
+        json_pack("{s:s, s:s, s:i, s:i, s:s}", "ref", plan_target_ref(p->pub.plan, index), "state",
+                  event, "attempt", (int) r->attempt, "epoch", (int) r->epoch, "error", r->error);
+    if (plan_info && target_info)
+        (void) notify_event(self->notify, p->pub.plan, event, (long) index, plan_info,
+                            target_info);
+    json_decref(plan_info);
+    json_decref(target_info);
+}
+
+/* True when this node is the plan's notifier: the live member with the
+ * highest rendezvous score for the plan id in this node's view. */
+static bool s_is_notifier(engine_t *self, const s_plan_t *p)
+{
+    membership_t *m = cluster_membership(self->cluster);
+    const member_t *me = membership_self(m), *best = NULL;
+    uint64_t key = rendezvous_key(p->pub.id, sizeof p->pub.id), best_score = 0;
+    for (size_t i = 0; i < membership_size(m); i++) {
+        const member_t *mb = membership_at(m, i);
+        if (mb->state != MEMBER_ALIVE && mb->state != MEMBER_SUSPECT)
+            continue;
+        uint64_t score = rendezvous_score(rendezvous_node_seed(mb->id), key);
+        if (!best || score > best_score ||
+            (score == best_score && memcmp(mb->id, best->id, MEMBER_ID_LEN) < 0)) {
+            best = mb;
+            best_score = score;
+        }
+    }
+    return !best || !me || memcmp(best->id, me->id, MEMBER_ID_LEN) == 0;
+}
+
+/* Plan events: a plan that enters paused, cancelled or completed, or gets
+ * targets awaiting approval, is told of by its notifier. What a node finds
+ * when it starts (restored plans) or when a plan reaches it late (already
+ * under way) is its starting point, not an event. */
+static void s_notify_plans(engine_t *self)
+{
+    for (size_t i = 0; i < self->n_plans; i++) {
+        s_plan_t *p = self->plans[i];
+        if (!plan_spec(p->pub.plan)->notify.run)
+            continue;
+        fleet_plan_stats_t st;
+        if (fleet_plan_stats(self->fleet, p->pub.id, &st) != 0)
+            continue;
+        const char *state = engine_plan_state(self, &p->pub);
+        bool awaiting = st.counts[TARGET_AWAITING_APPROVAL] > 0;
+        if (!p->seen_init) {
+            uint32_t finished = st.counts[TARGET_SUCCEEDED] + st.counts[TARGET_SKIPPED] +
+                                st.counts[TARGET_FAILED] + st.counts[TARGET_NEEDS_REVIEW] +
+                                st.counts[TARGET_CANCELLED];
+            p->seen_init = true;
+            p->seen_state = p->seen_fresh && finished == 0 ? "active" : state;
+            p->seen_awaiting = p->seen_fresh && finished == 0 ? false : awaiting;
+        }
+        const char *events[2] = {NULL, NULL};
+        if (awaiting && !p->seen_awaiting)
+            events[0] = "awaiting_approval";
+        if (strcmp(state, p->seen_state) != 0 && strcmp(state, "active") != 0)
+            events[1] = state;
+        p->seen_awaiting = awaiting;
+        p->seen_state = state;
+        if ((!events[0] && !events[1]) || !s_is_notifier(self, p))
+            continue;
+        json_t *plan_info = s_notify_plan_info(self, p);
+        for (int k = 0; k < 2 && plan_info; k++)
+            if (events[k])
+                (void) notify_event(self->notify, p->pub.plan, events[k], -1, plan_info, NULL);
+        json_decref(plan_info);
+    }
+}
+
 static void s_run_done(void *arg, uint64_t run_id, const runner_outcome_t *o)
 {
     engine_t *self = arg;
@@ -894,6 +1000,8 @@ static void s_run_done(void *arg, uint64_t run_id, const runner_outcome_t *o)
     metrics_histogram_observe(m, "gaggle_step_duration_seconds", NULL,
                               (double) o->duration_ms / 1000.0);
     int rc = fleet_record_local(self->fleet, s_now(), p->pub.id, run->index, &r);
+    if (rc == 0 && target_state_terminal((target_state_t) r.state))
+        s_notify_target(self, p, run->index, &r);
     if (rc == 0 && o->state == TARGET_RETRY_WAIT && self->n_retries < RETRIES_MAX) {
         metrics_counter_add(m, "gaggle_step_retries_total", NULL, 1);
         if (self->n_retries == self->cap_retries) {
@@ -1038,6 +1146,11 @@ static int s_ticker(zloop_t *loop, int timer_id, void *arg)
         fleet_tick(self->fleet, now);
     s_drain(self);
     s_flush(self);
+    if (now >= self->notify_checked_ms + NOTIFY_CHECK_MS) {
+        self->notify_checked_ms = now;
+        s_notify_plans(self);
+    }
+    notify_pump(self->notify);
     return 0;
 }
 
@@ -1261,6 +1374,9 @@ engine_t *engine_new(agent_t *agent, cluster_t *cluster, char *err, size_t errle
         snprintf(err, errlen, "cannot start the step runner (work dir %s)", self->work_root);
         goto fail;
     }
+    self->notify = notify_new(self->executor, agent_config(agent)->name);
+    if (!self->notify)
+        goto fail_mem;
 
     metrics_t *m = agent_metrics(agent);
     static const double buckets[] = {0.005, 0.05, 0.25, 1, 5, 30, 120, 600, 1800};
@@ -1304,6 +1420,7 @@ void engine_destroy(engine_t **self_p)
         store_batch_abort(&self->batch);
     runner_destroy(&self->runner);
     executor_destroy(&self->executor);
+    notify_destroy(&self->notify);
     fleet_destroy(&self->fleet);
     for (size_t i = 0; i < self->n_plans; i++)
         s_plan_free(self->plans[i]);
@@ -1634,6 +1751,11 @@ json_t *engine_audit_json(engine_t *self, size_t limit)
 bool engine_fleet_synced(engine_t *self)
 {
     return self && fleet_synced(self->fleet);
+}
+
+const notify_stats_t *engine_notify_stats(engine_t *self)
+{
+    return notify_stats(self->notify);
 }
 
 const fleet_stats_t *engine_fleet_stats(engine_t *self)

@@ -31,6 +31,7 @@
 #define GG_ENGINE_H
 
 #include "fleet.h"
+#include "notify.h"
 #include "plan.h"
 #include "progress.h"
 
@@ -100,6 +101,9 @@ char *engine_cached_log(engine_t *self, const engine_plan_t *p, uint32_t index, 
 
 /* The audit trail, oldest first: {"entries": [{"at", "type", "plan", "operator", "via"}]}. */
 json_t *engine_audit_json(engine_t *self, size_t limit);
+
+/* The notify hook's counters (notify.h). */
+const notify_stats_t *engine_notify_stats(engine_t *self);
 
 /* Fleet core statistics (claims, conflicts, fenced results...). */
 const fleet_stats_t *engine_fleet_stats(engine_t *self);

@@ -25,6 +25,7 @@
 #include "executor.h"
 #include "gg_error.h"
 #include "gg_test.h"
+#include "notify.h"
 #include "plan.h"
 #include "runner.h"
 #include "yamljson.h"
@@ -1304,6 +1305,106 @@ static void s_rm_rf(const char *path)
         fprintf(stderr, "cannot remove %s\n", path);
 }
 
+/* ---------------------------------------------------------------- notify */
+
+static bool s_notify_idle(void *arg)
+{
+    notify_t *n = arg;
+    const notify_stats_t *st = notify_stats(n);
+    return notify_pending(n) == 0 && st->ok + st->failed + st->dropped == st->queued;
+}
+
+/* The notify hook: only listed events run it, once each, with the GAGGLE_*
+ * variables and the JSON description on stdin; a failing hook is counted; a
+ * queue beyond the workers waits, and one beyond NOTIFY_QUEUE_MAX drops the
+ * oldest. */
+static void test_notify_hook(void)
+{
+    ctx_t ctx;
+    REQUIRE(s_setup(&ctx, "notify") == 0);
+    char out[PATH_MAX + 16];
+    snprintf(out, sizeof out, "%s/out", ctx.base);
+    REQUIRE(s_mkdirs(out) == 0);
+    char body[PATH_MAX * 2];
+    snprintf(body, sizeof body,
+             "  steps: [{name: s, noop: {}}]\n"
+             "  notify:\n"
+             "    run: \"test $GAGGLE_EVENT != cancelled || exit 9; "
+             "{ echo \\\"$GAGGLE_EVENT|$GAGGLE_PLAN|$GAGGLE_PLAN_NAME|$GAGGLE_TARGET\\\"; "
+             "cat; } > %s/$GAGGLE_EVENT-{{target.name}}.out\"\n"
+             "    on: [failed, completed, cancelled]\n",
+             out);
+    plan_t *plan = s_plan(&ctx, body);
+    REQUIRE(plan);
+    REQUIRE(s_start_loop(&ctx, 1) == 0);
+    notify_t *n = notify_new(ctx.exec, "node-x");
+    REQUIRE(n);
+    CHECK(notify_wants(plan, "failed"));
+    CHECK(notify_wants(plan, "completed"));
+    CHECK(!notify_wants(plan, "succeeded"));
+
+    json_t *pinfo = json_pack("{s:s, s:s}", "id", plan_id(plan), "name", plan_name(plan));
+    json_t *tinfo = json_pack("{s:s, s:s, s:i, s:i, s:s}", "ref", plan_target_ref(plan, 0),
+                              "state", "failed", "attempt", 3, "epoch", 2, "error", "boom");
+    CHECK(notify_event(n, plan, "succeeded", 0, pinfo, tinfo) == 0); /* not listed */
+    CHECK(notify_event(n, plan, "failed", 0, pinfo, tinfo) == 0);
+    CHECK(notify_event(n, plan, "completed", -1, pinfo, NULL) == 0);
+    /* One worker: the second waits in the queue. */
+    CHECK(notify_pending(n) == 1);
+    CHECK(s_loop_until(&ctx, s_notify_idle, n, 20000));
+    const notify_stats_t *st = notify_stats(n);
+    CHECK(st->queued == 2 && st->ok == 2 && st->failed == 0 && st->skipped == 1);
+
+    const plan_target_t *t0 = plan_target(plan, 0);
+    REQUIRE(t0);
+    char *failed = s_readf("%s/failed-%s.out", out, t0->name);
+    REQUIRE(failed);
+    char want[512];
+    snprintf(want, sizeof want, "failed|%s|user-ds-v2|%s\n", plan_id(plan), t0->ref);
+    CHECK(!strncmp(failed, want, strlen(want)));
+    json_t *doc = json_loads(failed + strlen(want), 0, NULL);
+    CHECK(doc && !strcmp(json_string_value(json_object_get(doc, "event")), "failed"));
+    CHECK(doc && !strcmp(json_string_value(json_object_get(doc, "node")), "node-x"));
+    json_t *dt = json_object_get(doc, "target");
+    CHECK(dt && json_integer_value(json_object_get(dt, "epoch")) == 2);
+    CHECK(dt && !strcmp(json_string_value(json_object_get(dt, "error")), "boom"));
+    json_decref(doc);
+    free(failed);
+    char *completed = s_readf("%s/completed-%s.out", out, "");
+    REQUIRE(completed);
+    snprintf(want, sizeof want, "completed|%s|user-ds-v2|\n", plan_id(plan));
+    CHECK(!strncmp(completed, want, strlen(want)));
+    doc = json_loads(completed + strlen(want), 0, NULL);
+    CHECK(doc && json_object_get(doc, "target") == NULL);
+    CHECK(doc && json_object_get(doc, "at") && json_object_get(doc, "plan"));
+    json_decref(doc);
+    free(completed);
+    char *none = s_readf("%s/succeeded-%s.out", out, t0->name);
+    CHECK(none == NULL);
+    free(none);
+
+    /* A failing hook is counted, not retried. */
+    CHECK(notify_event(n, plan, "cancelled", -1, pinfo, NULL) == 0);
+    CHECK(s_loop_until(&ctx, s_notify_idle, n, 20000));
+    CHECK(st->queued == 3 && st->ok == 2 && st->failed == 1);
+
+    /* A full queue drops the oldest. */
+    for (int i = 0; i < NOTIFY_QUEUE_MAX + 3; i++)
+        CHECK(notify_event(n, plan, "completed", -1, pinfo, NULL) == 0);
+    CHECK(notify_pending(n) <= NOTIFY_QUEUE_MAX);
+    CHECK(notify_stats(n)->dropped >= 2);
+    CHECK(s_loop_until(&ctx, s_notify_idle, n, 60000));
+    CHECK(st->ok + st->failed + st->dropped == st->queued && st->failed == 1);
+    CHECK(st->ok == st->queued - st->dropped - 1);
+
+    json_decref(pinfo);
+    json_decref(tinfo);
+    notify_destroy(&n);
+    CHECK(n == NULL);
+    plan_destroy(&plan);
+    s_teardown(&ctx);
+}
+
 int main(void)
 {
     zsys_init();
@@ -1333,6 +1434,7 @@ int main(void)
     GG_RUN(test_sandbox);
     GG_RUN(test_sandbox_needs_root);
     GG_RUN(test_bad_args);
+    GG_RUN(test_notify_hook);
     if (gg_tests_failed == 0 && !getenv("GG_TEST_KEEP"))
         s_rm_rf(s_root);
     else
