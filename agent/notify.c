@@ -159,8 +159,8 @@ void notify_pump(notify_t *self)
         self->count--;
         if (rc != 0) {
             self->stats.failed++;
-            gg_warn("notify: cannot start the %s hook of plan %s: %s", job->event,
-                    job->plan_name, gg_strerror(rc));
+            gg_warn("notify: cannot start the %s hook of plan %s: %s", job->event, job->plan_name,
+                    gg_strerror(rc));
             s_job_free(&job);
         }
     }
@@ -198,8 +198,8 @@ int notify_event(notify_t *self, const plan_t *plan, const char *event, long tar
     rc = plan_render(plan, target >= 0 ? (size_t) target : (size_t) -1, &ctx, s->notify.run,
                      TEMPLATE_SHELL, &job->command, err, sizeof err);
     if (rc != 0) {
-        gg_warn("notify: cannot render the notify command of plan %s for %s: %s",
-                plan_name(plan), event, err);
+        gg_warn("notify: cannot render the notify command of plan %s for %s: %s", plan_name(plan),
+                event, err);
         self->stats.failed++;
         goto out;
     }

@@ -1344,8 +1344,8 @@ static void test_notify_hook(void)
     CHECK(!notify_wants(plan, "succeeded"));
 
     json_t *pinfo = json_pack("{s:s, s:s}", "id", plan_id(plan), "name", plan_name(plan));
-    json_t *tinfo = json_pack("{s:s, s:s, s:i, s:i, s:s}", "ref", plan_target_ref(plan, 0),
-                              "state", "failed", "attempt", 3, "epoch", 2, "error", "boom");
+    json_t *tinfo = json_pack("{s:s, s:s, s:i, s:i, s:s}", "ref", plan_target_ref(plan, 0), "state",
+                              "failed", "attempt", 3, "epoch", 2, "error", "boom");
     CHECK(notify_event(n, plan, "succeeded", 0, pinfo, tinfo) == 0); /* not listed */
     CHECK(notify_event(n, plan, "failed", 0, pinfo, tinfo) == 0);
     CHECK(notify_event(n, plan, "completed", -1, pinfo, NULL) == 0);
