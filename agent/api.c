@@ -7,8 +7,9 @@
  * and records, and shape JSON; mutations hand the signed body to the engine,
  * which verifies, applies, stores and replicates it. The exceptions are the
  * node commands: drain acts on this node's membership flag (a drain of
- * another node is not possible from here yet: 501), force-leave on the
- * membership view; both verify the operator signature first.
+ * another node is relayed to that node, which verifies it again: 202),
+ * force-leave on the membership view; both verify the operator signature
+ * first.
  *
  * Text that came from peers or child processes (a record's error, a step's
  * log) may hold invalid UTF-8; it is cleaned before it becomes a JSON string.
@@ -655,11 +656,23 @@ static int s_post_node_path(void *arg, const http_request_t *req, http_response_
     if (!strcmp(sub, "force-leave"))
         return s_force_leave(name, resp);
     if (strcmp(name, agent_config(s_api.agent)->name) != 0) {
-        snprintf(msg, sizeof msg,
-                 "draining another node from here is not supported yet: send the command to "
-                 "%.64s's own agent (gaggle --addr)",
-                 name);
-        return s_error(resp, 501, msg);
+        /* Another node: relayed to it, which verifies the command again. */
+        int rc = cluster_relay_command(s_api.cluster, name, req->body, req->body_len);
+        if (rc == GG_ENOTFOUND) {
+            snprintf(msg, sizeof msg, "no member named %.64s", name);
+            return s_error(resp, 404, msg);
+        }
+        if (rc == GG_EBUSY) {
+            snprintf(msg, sizeof msg, "node %.64s is dead or has left: it cannot drain", name);
+            return s_error(resp, 409, msg);
+        }
+        if (rc) {
+            snprintf(msg, sizeof msg, "cannot relay the drain to %.64s: %s", name, gg_strerror(rc));
+            return s_error(resp, 500, msg);
+        }
+        gg_info("api: drain of %s relayed to it", name);
+        return http_respond_json(
+            resp, 202, json_pack("{s:s, s:b, s:b}", "node", name, "draining", 1, "relayed", 1));
     }
     int rc = cluster_set_draining(s_api.cluster, true);
     if (rc) {

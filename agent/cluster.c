@@ -14,9 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#define LEAVE_DEADLINE_MS  3000
-#define HANDLERS_MAX       256
-#define REVOCATION_DOC_MAX (16u << 10)
+#define LEAVE_DEADLINE_MS      3000
+#define HANDLERS_MAX           256
+#define REVOCATION_DOC_MAX     (16u << 10)
+#define NODE_NONCES_MAX        1024
+#define CLUSTER_COMMAND_SKEW_S 600 /* a relayed drain's `issued` must be this close */
 
 struct _cluster_t {
     agent_t *agent;
@@ -32,6 +34,10 @@ struct _cluster_t {
     } handlers[HANDLERS_MAX];
     uint64_t persist_errors;
     uint64_t revocations_applied, revocations_refused;
+    uint64_t drains_applied, drains_refused;
+    /* Nonces of the node commands applied lately (a replay is refused). */
+    char nonces[NODE_NONCES_MAX][SIGNED_NONCE_HEX_LEN + 1];
+    size_t nonce_next;
     void (*changed_fn)(void *arg);
     void *changed_arg;
 };
@@ -503,6 +509,106 @@ static void s_reapply_revocations(cluster_t *self)
         gg_warn("cluster: cannot read the revocations from the store");
 }
 
+/* ---- node commands relayed to their node ----
+ *
+ * `gaggle drain NODE` may be sent to any agent: one that is not NODE verifies
+ * it and relays the signed document to NODE (WIRE_COMMAND), which verifies it
+ * again (the operator's signature, that it names this node, `issued` within
+ * CLUSTER_COMMAND_SKEW_S of its clock, a nonce not seen lately) and drains.
+ */
+
+/* The signed command's type, or "" when the document does not parse. */
+static void s_command_type(const char *text, size_t len, char *type, size_t size)
+{
+    json_t *doc = NULL;
+    type[0] = '\0';
+    if (signed_parse(text, len, &doc) == 0) {
+        const char *t = json_string_value(json_object_get(json_object_get(doc, "payload"), "type"));
+        snprintf(type, size, "%s", t ? t : "");
+    }
+    json_decref(doc);
+}
+
+static bool s_nonce_seen(cluster_t *self, const char *nonce)
+{
+    for (size_t i = 0; i < NODE_NONCES_MAX; i++)
+        if (self->nonces[i][0] && !strcmp(self->nonces[i], nonce))
+            return true;
+    return false;
+}
+
+/* Verifies and applies a relayed drain. Returns 0 or an error (reason in err). */
+static int s_node_drain(cluster_t *self, const char *text, size_t len, char *err, size_t errlen)
+{
+    json_t *doc = NULL, *payload = NULL;
+    signed_command_t cmd;
+    int rc = signed_parse(text, len, &doc);
+    if (rc) {
+        snprintf(err, errlen, "the body is not a signed document");
+        goto out;
+    }
+    rc = signed_verify(doc, agent_trust(self->agent), &payload, NULL);
+    if (rc) {
+        snprintf(err, errlen, "%s",
+                 rc == GG_EPERM     ? "the command is not signed by a trusted operator key"
+                 : rc == GG_ECRYPTO ? "the command's signature does not verify"
+                                    : "the body is not a signed document");
+        goto out;
+    }
+    if ((rc = signed_command_check(payload, &cmd, err, errlen)) != 0)
+        goto out;
+    const member_t *me = membership_self(self->membership);
+    char me_hex[MEMBER_ID_LEN * 2 + 1];
+    sodium_bin2hex(me_hex, sizeof me_hex, me->id, MEMBER_ID_LEN);
+    if (strcmp(cmd.type, "drain") != 0 || !cmd.node ||
+        (strcmp(cmd.node, agent_config(self->agent)->name) != 0 && strcmp(cmd.node, me_hex) != 0)) {
+        rc = GG_EINVAL;
+        snprintf(err, errlen, "not a drain of this node");
+        goto out;
+    }
+    uint64_t now = (uint64_t) time(NULL), issued = cmd.issued / 1000;
+    if (issued + CLUSTER_COMMAND_SKEW_S < now || issued > now + CLUSTER_COMMAND_SKEW_S) {
+        rc = GG_ESTALE;
+        snprintf(err, errlen, "the command was issued too long ago or in the future");
+        goto out;
+    }
+    if (s_nonce_seen(self, cmd.nonce)) {
+        rc = GG_EEXIST;
+        snprintf(err, errlen, "a replayed command (its nonce was seen)");
+        goto out;
+    }
+    snprintf(self->nonces[self->nonce_next], sizeof self->nonces[0], "%s", cmd.nonce);
+    self->nonce_next = (self->nonce_next + 1) % NODE_NONCES_MAX;
+    rc = cluster_set_draining(self, true);
+    if (rc)
+        snprintf(err, errlen, "cannot drain: %s", gg_strerror(rc));
+out:
+    json_decref(doc);
+    return rc;
+}
+
+int cluster_relay_command(cluster_t *self, const char *node, const char *text, size_t len)
+{
+    if (len > REVOCATION_DOC_MAX)
+        return GG_ETOOBIG;
+    uint8_t key[MEMBER_ID_LEN];
+    bool by_key =
+        strlen(node) == MEMBER_ID_LEN * 2 && signed_hex_decode(node, key, sizeof key) == 0;
+    int sent = 0, down = 0;
+    for (size_t i = 1; i < membership_size(self->membership); i++) {
+        const member_t *m = membership_at(self->membership, i);
+        if (by_key ? memcmp(m->id, key, MEMBER_ID_LEN) : strcmp(m->name, node))
+            continue;
+        if (m->state != MEMBER_ALIVE && m->state != MEMBER_SUSPECT) {
+            down++;
+            continue;
+        }
+        s_send_command(self, m->address, text, len);
+        sent++;
+    }
+    return sent ? 0 : down ? GG_EBUSY : GG_ENOTFOUND;
+}
+
 static void s_on_command(void *arg, const transport_delivery_t *d)
 {
     cluster_t *self = arg;
@@ -515,7 +621,20 @@ static void s_on_command(void *arg, const transport_delivery_t *d)
     }
     text = (const uint8_t *) o->via.str.ptr;
     len = o->via.str.size;
-    char err[256] = "";
+    char err[256] = "", type[32];
+    s_command_type((const char *) text, len, type, sizeof type);
+    if (!strcmp(type, "drain")) {
+        if (s_node_drain(self, (const char *) text, len, err, sizeof err) != 0) {
+            self->drains_refused++;
+            gg_warn("cluster: a drain relayed by %s was refused: %s", d->cert->name, err);
+        } else {
+            self->drains_applied++;
+            gg_warn("cluster: this node is draining (operator command relayed by %s): it takes "
+                    "no new targets",
+                    d->cert->name);
+        }
+        return;
+    }
     if (s_revocation(self, (const char *) text, len, NULL, 0, err, sizeof err) != 0)
         gg_warn("cluster: a command from %s was refused: %s", d->cert->name, err);
 }

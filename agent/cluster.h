@@ -62,6 +62,12 @@ uint64_t cluster_now_ms(void);
 membership_t *cluster_membership(cluster_t *self);
 transport_t *cluster_transport(cluster_t *self);
 
+/* Relays a verified signed node command (drain) to the live member(s)
+ * named `node` (a name or a 64-hex key), which verify and apply it.
+ * Returns 0 when sent, GG_ENOTFOUND (no such member), GG_EBUSY (it is dead
+ * or left), GG_ETOOBIG. */
+int cluster_relay_command(cluster_t *self, const char *node, const char *text, size_t len);
+
 /* Marks this node draining (or not): gossiped to every member. */
 int cluster_set_draining(cluster_t *self, bool draining);
 

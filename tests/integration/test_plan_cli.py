@@ -24,6 +24,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -129,6 +131,36 @@ class PlanCliTest(harness.AgentTestCase):
             sys.stderr.write(f"last answers: {json.dumps(seen, indent=1)[:4000]}\n")
             raise
         return seen
+
+    def capture_signed_body(self, *args):
+        """Runs `gaggle ARGS` against a stub agent; returns the signed body it posted."""
+        caught = []
+
+        class Stub(BaseHTTPRequestHandler):
+            def do_POST(self):
+                caught.append(self.rfile.read(int(self.headers["Content-Length"])))
+                answer = b'{"node": "x", "draining": true}'
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *a):
+                pass
+        server = HTTPServer(("127.0.0.1", 0), Stub)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            env = {"GAGGLE_KEY": self.cluster.operator.key}
+            code, out, err = harness.gaggle("--addr", f"127.0.0.1:{server.server_port}", *args,
+                                            env=env)
+            self.assertEqual(code, 0, err)
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertEqual(len(caught), 1)
+        return caught[0]
 
     # ---- tests ----
 
@@ -408,10 +440,25 @@ class PlanCliTest(harness.AgentTestCase):
             return True
         wait_until(draining_everywhere, CONVERGE, "every member to see n3 draining")
         self.assertIn("draining", self.cli_ok(n1, "members"))
-        # drain of another node through this one: not possible yet, one line.
-        code, out, err = self.cli(n1, "drain", "n2")
+        # drain of another node through this one: relayed to it.
+        out = self.cli_ok(n1, "drain", "n2")
+        self.assertEqual(out, "draining n2\n")
+
+        def n2_draining_everywhere():
+            return all({m["name"]: m for m in a.get_json("/v1/members")["members"]}
+                       ["n2"]["draining"] for a in agents)
+        wait_until(n2_draining_everywhere, CONVERGE, "every member to see n2 draining")
+        # A signed drain replayed through another node is refused by the
+        # drained node (nonce seen). The CLI's document is caught by a stub.
+        body = self.capture_signed_body("drain", "n2")
+        for via in (n1, n3):
+            status, _, answer = via.request("POST", "/v1/nodes/n2/drain", body=body)
+            self.assertEqual(status, 202, answer)
+        n2.wait_log("a replayed command", timeout=CONVERGE)
+        code, out, err = self.cli(n1, "drain", "nobody")
         self.assertEqual(code, 1)
         self.assertTrue(one_line(err), err)
+        self.assertIn("no member", err)
         # force-leave of an alive node is refused (it would refute).
         code, out, err = self.cli(n1, "force-leave", "n2")
         self.assertEqual(code, 1)
@@ -424,11 +471,14 @@ class PlanCliTest(harness.AgentTestCase):
         status, _, body = n1.request("POST", "/v1/nodes/n1/drain", body=b'{"type": "drain"}')
         self.assertEqual(status, 401, body)
         rogue = self.cluster.make_operator("rogue", trusted=False)
-        code, out, err = self.cli(n2, "drain", "n2", key=rogue.key)
+        code, out, err = self.cli(n2, "drain", "n1", key=rogue.key)
+        self.assertEqual(code, 1)
+        self.assertTrue(one_line(err), err)
+        code, out, err = self.cli(n1, "drain", "n1", key=rogue.key)
         self.assertEqual(code, 1)
         self.assertTrue(one_line(err), err)
         ms = {m["name"]: m for m in n2.get_json("/v1/members")["members"]}
-        self.assertFalse(ms["n2"]["draining"])
+        self.assertFalse(ms["n1"]["draining"])
         # force-leave of a dead node: it is marked left on every survivor.
         n2.signal(signal.SIGKILL)
         n2.wait_exit()
