@@ -59,6 +59,7 @@ struct _agent_t {
     int loop_error;
     cluster_t *cluster;
     engine_t *engine;
+    scaler_t *scaler;
     int leave_timer_id;
     bool cluster_leaving;
 };
@@ -425,6 +426,7 @@ void agent_destroy(agent_t **self_p)
         return;
     agent_t *self = *self_p;
     http_stop(self->http);
+    scaler_destroy(&self->scaler);
     engine_destroy(&self->engine);
     cluster_destroy(&self->cluster);
     http_destroy(&self->http);
@@ -547,6 +549,12 @@ int agent_start(agent_t *self, char *err, size_t errlen)
         rc = GG_ECONFIG;
         goto out;
     }
+    self->scaler = scaler_new(self, self->cluster, self->engine);
+    if (!self->scaler) {
+        rc = GG_ENOMEM;
+        snprintf(err, errlen, "cannot start the fleet scaler");
+        goto out;
+    }
     if (api_register(self, self->engine, self->cluster) != 0) {
         rc = GG_EINTERNAL;
         snprintf(err, errlen, "cannot register the plan API");
@@ -635,6 +643,11 @@ out:
     trust_destroy(&trust);
     config_free(&next);
     return rc;
+}
+
+const scaler_stats_t *agent_scaler_stats(const agent_t *self)
+{
+    return self->scaler ? scaler_stats(self->scaler) : NULL;
 }
 
 const config_t *agent_config(const agent_t *self)

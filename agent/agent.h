@@ -23,6 +23,7 @@
 #include "config.h"
 #include "http.h"
 #include "metrics.h"
+#include "scaler.h"
 #include "store.h"
 
 #include <czmq.h>
@@ -73,5 +74,7 @@ store_t *agent_store(agent_t *self);
 metrics_t *agent_metrics(agent_t *self);
 http_t *agent_http(agent_t *self);
 zloop_t *agent_loop(agent_t *self);
+/* The fleet scaler's counters (scaler.h), or NULL before the start. */
+const scaler_stats_t *agent_scaler_stats(const agent_t *self);
 
 #endif

@@ -976,6 +976,13 @@ static const s_family_t s_families[] = {
     {"gaggle_fleet_synced", METRICS_GAUGE,
      "1 once this node has synced progress with a peer (or waited one lease ttl alone) "
      "and may claim targets; 0 before."},
+    {"gaggle_scale_calls_total", METRICS_COUNTER,
+     "Runs of the scale provider command by this node, by result (ok, failed)."},
+    {"gaggle_scale_desired_agents", METRICS_GAUGE,
+     "Agents the backlog needs, as weighed by this node when it is the fleet's scaler; 0 "
+     "otherwise."},
+    {"gaggle_scale_retire_requests_total", METRICS_COUNTER,
+     "Scale-down retire requests: sent by this node as the scaler, applied and refused by it."},
     {"gaggle_notify_total", METRICS_COUNTER,
      "Notifications of the plans' notify hook on this node, by result (ok, failed, dropped)."},
 };
@@ -1046,6 +1053,20 @@ static void s_collect(metrics_t *m, void *arg)
                             (double) fs->fenced_results);
     }
     metrics_gauge_set(m, "gaggle_fleet_synced", NULL, engine_fleet_synced(s_api.engine) ? 1 : 0);
+    const scaler_stats_t *ss = agent_scaler_stats(s_api.agent);
+    if (ss) {
+        metrics_counter_set(m, "gaggle_scale_calls_total", (const char *[]){"result", "ok", NULL},
+                            (double) ss->calls_ok);
+        metrics_counter_set(m, "gaggle_scale_calls_total",
+                            (const char *[]){"result", "failed", NULL}, (double) ss->calls_failed);
+        metrics_gauge_set(m, "gaggle_scale_desired_agents", NULL, (double) ss->desired);
+        metrics_counter_set(m, "gaggle_scale_retire_requests_total",
+                            (const char *[]){"what", "sent", NULL}, (double) ss->retire_sent);
+        metrics_counter_set(m, "gaggle_scale_retire_requests_total",
+                            (const char *[]){"what", "applied", NULL}, (double) ss->retire_applied);
+        metrics_counter_set(m, "gaggle_scale_retire_requests_total",
+                            (const char *[]){"what", "refused", NULL}, (double) ss->retire_refused);
+    }
     const notify_stats_t *ns = engine_notify_stats(s_api.engine);
     if (ns) {
         metrics_counter_set(m, "gaggle_notify_total", (const char *[]){"result", "ok", NULL},

@@ -353,10 +353,11 @@ json_t *cluster_members_json(cluster_t *self)
         char hex[MEMBER_ID_LEN * 2 + 1];
         sodium_bin2hex(hex, sizeof hex, m->id, MEMBER_ID_LEN);
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:b}", "name", m->name, "id", hex,
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b}", "name", m->name, "id", hex,
                            "address", m->address, "state", member_state_name(m->state),
                            "incarnation", (json_int_t) m->incarnation, "draining",
-                           (m->flags & MEMBER_FLAG_DRAINING) != 0, "self", i == 0));
+                           (m->flags & MEMBER_FLAG_DRAINING) != 0, "retiring",
+                           (m->flags & MEMBER_FLAG_RETIRING) != 0, "self", i == 0));
     }
     return json_pack("{s:o}", "members", arr);
 }
@@ -684,14 +685,18 @@ transport_t *cluster_transport(cluster_t *self)
     return self->transport;
 }
 
-int cluster_set_draining(cluster_t *self, bool draining)
+int cluster_set_flags(cluster_t *self, uint32_t set, uint32_t clear)
 {
     const member_t *me = membership_self(self->membership);
-    uint32_t flags =
-        draining ? (me->flags | MEMBER_FLAG_DRAINING) : (me->flags & ~MEMBER_FLAG_DRAINING);
-    int rc = membership_set_flags(self->membership, cluster_now_ms(), flags);
+    int rc = membership_set_flags(self->membership, cluster_now_ms(), (me->flags | set) & ~clear);
     s_drain(self);
     return rc;
+}
+
+int cluster_set_draining(cluster_t *self, bool draining)
+{
+    return draining ? cluster_set_flags(self, MEMBER_FLAG_DRAINING, 0)
+                    : cluster_set_flags(self, 0, MEMBER_FLAG_DRAINING);
 }
 
 static const char *s_profile_name(config_profile_t p)

@@ -70,6 +70,8 @@ int cluster_relay_command(cluster_t *self, const char *node, const char *text, s
 
 /* Marks this node draining (or not): gossiped to every member. */
 int cluster_set_draining(cluster_t *self, bool draining);
+/* Sets and clears MEMBER_FLAG_* bits of this node: gossiped to every member. */
+int cluster_set_flags(cluster_t *self, uint32_t set, uint32_t clear);
 
 /* The members as the JSON of GET /v1/members ({"members": [...]}). */
 struct json_t *cluster_members_json(cluster_t *self);

@@ -624,12 +624,13 @@ static const char *s_node_kind(const yaml_node_t *node)
 static int s_load_scale(s_loader_t *ld, yaml_node_t *map, config_t *cfg)
 {
     char why[CONFIG_ERR_MAX], key[64];
-    static const char *keys[] = {"run", "targetsPerAgent", "minAgents", "maxAgents", "cooldown"};
-    bool seen[5] = {false};
+    static const char *keys[] = {"run",       "targetsPerAgent", "minAgents",
+                                 "maxAgents", "cooldown",        "elastic"};
+    bool seen[6] = {false};
     if (map->type != YAML_MAPPING_NODE)
         return s_file_error(ld, map, "scale",
                             "must be a mapping {run, targetsPerAgent, "
-                            "minAgents, maxAgents, cooldown}");
+                            "minAgents, maxAgents, cooldown, elastic}");
     cfg->scale.enabled = true;
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
@@ -641,7 +642,7 @@ static int s_load_scale(s_loader_t *ld, yaml_node_t *map, config_t *cfg)
         if (!kname)
             return s_file_error(ld, k, "scale", "keys must be plain names");
         int which = -1;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 6; i++)
             if (strcmp(kname, keys[i]) == 0)
                 which = i;
         char sample[96];
@@ -649,7 +650,7 @@ static int s_load_scale(s_loader_t *ld, yaml_node_t *map, config_t *cfg)
         if (which < 0)
             return s_file_error(ld, k, key,
                                 "unknown key (expected run, targetsPerAgent, minAgents, "
-                                "maxAgents or cooldown)");
+                                "maxAgents, cooldown or elastic)");
         if (seen[which])
             return s_file_error(ld, k, key, "given twice");
         seen[which] = true;
@@ -688,6 +689,17 @@ static int s_load_scale(s_loader_t *ld, yaml_node_t *map, config_t *cfg)
                 rc = GG_ECONFIG;
             }
             cfg->scale.cooldown_ms = n;
+            break;
+        case 5:
+            if (!strcmp(text, "true")) {
+                cfg->scale.elastic = true;
+            } else if (!strcmp(text, "false")) {
+                cfg->scale.elastic = false;
+            } else {
+                snprintf(why, sizeof why, "must be true or false, got '%s'",
+                         s_sample(text, sample, sizeof sample));
+                rc = GG_ECONFIG;
+            }
             break;
         }
         if (rc)

@@ -43,6 +43,7 @@ typedef struct {
     uint32_t min_agents;
     uint32_t max_agents;
     uint64_t cooldown_ms;
+    bool elastic; /* the scaler may retire this agent (it was started by the provider) */
 } config_scale_t;
 
 typedef struct {

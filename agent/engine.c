@@ -1753,6 +1753,11 @@ bool engine_fleet_synced(engine_t *self)
     return self && fleet_synced(self->fleet);
 }
 
+executor_t *engine_executor(engine_t *self)
+{
+    return self->executor;
+}
+
 const notify_stats_t *engine_notify_stats(engine_t *self)
 {
     return notify_stats(self->notify);

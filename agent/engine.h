@@ -102,6 +102,10 @@ char *engine_cached_log(engine_t *self, const engine_plan_t *p, uint32_t index, 
 /* The audit trail, oldest first: {"entries": [{"at", "type", "plan", "operator", "via"}]}. */
 json_t *engine_audit_json(engine_t *self, size_t limit);
 
+/* The step executor (its --workers cap), shared with the agent's other
+ * hooks (the fleet's scaler). */
+executor_t *engine_executor(engine_t *self);
+
 /* The notify hook's counters (notify.h). */
 const notify_stats_t *engine_notify_stats(engine_t *self);
 

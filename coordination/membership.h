@@ -56,6 +56,8 @@
 
 /* Member flags, carried with the member's incarnation. */
 #define MEMBER_FLAG_DRAINING 0x1u /* takes no new work (scale-down, `gaggle drain`) */
+#define MEMBER_FLAG_RETIRING 0x2u /* the fleet's scaler chose it to go: draining, then stopped */
+#define MEMBER_FLAG_ELASTIC  0x4u /* the fleet's scaler may retire it (scale.elastic) */
 
 typedef enum { MEMBER_ALIVE = 0, MEMBER_SUSPECT, MEMBER_DEAD, MEMBER_LEFT } member_state_t;
 

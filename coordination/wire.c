@@ -58,6 +58,7 @@ const char *wire_type_name(uint32_t type)
     case WIRE_LOG_REQ: return "log_req";
     case WIRE_LOG_REP: return "log_rep";
     case WIRE_LEASE: return "lease";
+    case WIRE_SCALE: return "scale";
     default: return "unknown";
     }
 }

@@ -51,6 +51,7 @@ typedef enum {
     WIRE_LOG_REQ = 20,  /* fetch a target's step output */
     WIRE_LOG_REP = 21,
     WIRE_LEASE = 22, /* lease claims and renewals */
+    WIRE_SCALE = 23, /* the fleet's scaler asks a member to retire (scale-down) */
 } wire_type_t;
 
 /* Returns a short lower-case name for metrics labels ("ping", "ack", ...);

@@ -12,7 +12,8 @@ const char cmd_members_usage[] =
     "usage: gaggle members [--addr IP:PORT] [--json]\n\n"
     "Lists every member the local agent knows: name, state (alive, suspect, dead,\n"
     "left), address, incarnation, id (the node's CURVE public key, shortened here)\n"
-    "and whether it is draining. --json prints the agent's /v1/members answer.\n";
+    "and whether it is draining (retiring: drained by the fleet's scaler). --json\n"
+    "prints the agent's /v1/members answer.\n";
 
 int cmd_members(int argc, char **argv)
 {
@@ -51,10 +52,13 @@ int cmd_members(int argc, char **argv)
         const char *id = json_string_value(json_object_get(m, "id"));
         json_int_t inc = json_integer_value(json_object_get(m, "incarnation"));
         bool draining = json_is_true(json_object_get(m, "draining"));
+        bool retiring = json_is_true(json_object_get(m, "retiring"));
         bool self = json_is_true(json_object_get(m, "self"));
-        char note[32] = "";
+        char note[40] = "";
         snprintf(note, sizeof note, "%s%s%s", self ? "self" : "", self && draining ? ", " : "",
-                 draining ? "draining" : "");
+                 retiring   ? "retiring"
+                 : draining ? "draining"
+                            : "");
         printf("%-24s %-8s %-28s %11lld  %-12.12s %s\n", name ? name : "?", state ? state : "?",
                addr ? addr : "?", (long long) inc, id ? id : "?", note);
     }

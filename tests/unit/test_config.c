@@ -150,7 +150,8 @@ static const char *s_full_file = "# every key\n"
                                  "  targetsPerAgent: 50\n"
                                  "  minAgents: 2\n"
                                  "  maxAgents: 20\n"
-                                 "  cooldown: 5m\n";
+                                 "  cooldown: 5m\n"
+                                 "  elastic: true\n";
 
 static void test_file(void)
 {
@@ -182,6 +183,7 @@ static void test_file(void)
     CHECK_EQ_INT(cfg.scale.min_agents, 2);
     CHECK_EQ_INT(cfg.scale.max_agents, 20);
     CHECK_EQ_INT(cfg.scale.cooldown_ms, 300000);
+    CHECK(cfg.scale.elastic);
     CHECK_EQ_INT(config_validate(&cfg, s_err, sizeof s_err), 0);
 
     /* a deep copy compares equal and shares no pointer */
@@ -308,6 +310,7 @@ static void test_bad_file(void)
         {"scale:\n  run: x\n  speed: 3\n", "3: scale.speed: unknown key"},
         {"scale:\n  maxAgents: zero\n", "2: scale.maxAgents: must be a number"},
         {"scale:\n  cooldown: later\n", "2: scale.cooldown: must be a duration"},
+        {"scale:\n  elastic: yes please\n", "2: scale.elastic: must be true or false"},
         {"config: /etc/other.yaml\n", "1: config: unknown key"},
         {"- just\n- a list\n", "1: the file must be a mapping"},
         {"workers: [1\n", "2: "}, /* YAML syntax: the parser's own words */

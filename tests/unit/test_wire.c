@@ -882,6 +882,7 @@ static void test_type_names(void)
     CHECK_STR(wire_type_name(WIRE_LOG_REQ), "log_req");
     CHECK_STR(wire_type_name(WIRE_LOG_REP), "log_rep");
     CHECK_STR(wire_type_name(WIRE_LEASE), "lease");
+    CHECK_STR(wire_type_name(WIRE_SCALE), "scale");
     CHECK_STR(wire_type_name(0), "unknown");
     CHECK_STR(wire_type_name(11), "unknown");
     CHECK_STR(wire_type_name(UINT32_MAX), "unknown");
