@@ -140,6 +140,10 @@ spec:
   retry: {maxAttempts: 3, initialBackoff: 500ms, multiplier: 2, maxBackoff: 5s, retryableExitCodes: [75]}
   docs: {catalogOut: ./catalog-out, report: ./reports}
 EOF
+# The notify hook: one JSON line per event, told once fleet-wide.
+cat >>"$OUT/plan.yaml" <<EOF
+  notify: {run: "{ cat; echo; } >> $OUT/notifications.jsonl", on: [failed, needs_review, completed]}
+EOF
 
 say "validating the plan"
 gaggle plan validate "$OUT/plan.yaml" | tail -3
@@ -162,8 +166,19 @@ say "report (first lines; the whole one is in $OUT/report.md)"
 gaggle --addr "${HTTP[n1]}" report "$PLAN" --format md >"$OUT/report.md"
 head -40 "$OUT/report.md"
 
+say "notifications told by the notify hook"
+for _ in $(seq 50); do [ -s "$OUT/notifications.jsonl" ] && break; sleep 0.1; done
+python3 - "$OUT/notifications.jsonl" <<'PY' || true
+import json, sys
+for line in open(sys.argv[1]):
+    if line.strip():
+        e = json.loads(line)
+        t = e.get("target", {})
+        print(f'{e["event"]:<13} from {e["node"]}: {t.get("ref", e["plan"]["name"])} {t.get("error", "")}')
+PY
+
 migrated=$(find "$OUT/catalog-out" -name '*.yaml' 2>/dev/null | wc -l)
-sample=$(find "$OUT/catalog/components" -maxdepth 1 -mindepth 1 -type d | head -1)
+sample=$(find "$OUT/catalog/components" -maxdepth 1 -mindepth 1 -type d -print -quit)
 say "results"
 echo "migrated catalog entities written: $migrated (in $OUT/catalog-out)"
 echo "a consumer's branch: $(git -C "$sample" branch --show-current) ($sample)"
