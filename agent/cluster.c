@@ -411,6 +411,30 @@ static void s_send_command(cluster_t *self, const char *address, const char *tex
     wire_writer_destroy(&w);
 }
 
+/* Parses a signed command document and verifies its operator signature.
+ * Returns 0 with *doc (the caller's to free) and *payload (borrowed from it),
+ * or GG_EMALFORMED, GG_EPERM (unknown operator), GG_ECRYPTO with a sentence
+ * in err; *doc is then NULL. */
+static int s_verify_command(cluster_t *self, const char *text, size_t len, json_t **doc,
+                            json_t **payload, char *err, size_t errlen)
+{
+    int rc = signed_parse(text, len, doc);
+    if (rc) {
+        snprintf(err, errlen, "the body is not a signed document");
+        return rc;
+    }
+    rc = signed_verify(*doc, agent_trust(self->agent), payload, NULL);
+    if (rc) {
+        snprintf(err, errlen, "%s",
+                 rc == GG_EPERM     ? "the command is not signed by a trusted operator key"
+                 : rc == GG_ECRYPTO ? "the command's signature does not verify"
+                                    : "the body is not a signed document");
+        json_decref(*doc);
+        *doc = NULL;
+    }
+    return rc;
+}
+
 /* Verifies, applies, keeps and spreads one revocation. Returns 0 (also when
  * already known), GG_EMALFORMED, GG_EPERM (unknown operator) or GG_ECRYPTO. */
 static int s_revocation(cluster_t *self, const char *text, size_t len, char *subject_out,
@@ -421,19 +445,9 @@ static int s_revocation(cluster_t *self, const char *text, size_t len, char *sub
     size_t clen = 0;
     char id[SIGNED_HASH_HEX_LEN + 1];
     signed_command_t cmd;
-    int rc = signed_parse(text, len, &doc);
-    if (rc) {
-        snprintf(err, errlen, "the body is not a signed document");
+    int rc = s_verify_command(self, text, len, &doc, &payload, err, errlen);
+    if (rc)
         goto out;
-    }
-    rc = signed_verify(doc, agent_trust(self->agent), &payload, NULL);
-    if (rc) {
-        snprintf(err, errlen, "%s",
-                 rc == GG_EPERM     ? "the command is not signed by a trusted operator key"
-                 : rc == GG_ECRYPTO ? "the command's signature does not verify"
-                                    : "the body is not a signed document");
-        goto out;
-    }
     rc = signed_command_check(payload, &cmd, err, errlen);
     if (rc)
         goto out;
@@ -543,19 +557,9 @@ static int s_node_drain(cluster_t *self, const char *text, size_t len, char *err
 {
     json_t *doc = NULL, *payload = NULL;
     signed_command_t cmd;
-    int rc = signed_parse(text, len, &doc);
-    if (rc) {
-        snprintf(err, errlen, "the body is not a signed document");
+    int rc = s_verify_command(self, text, len, &doc, &payload, err, errlen);
+    if (rc)
         goto out;
-    }
-    rc = signed_verify(doc, agent_trust(self->agent), &payload, NULL);
-    if (rc) {
-        snprintf(err, errlen, "%s",
-                 rc == GG_EPERM     ? "the command is not signed by a trusted operator key"
-                 : rc == GG_ECRYPTO ? "the command's signature does not verify"
-                                    : "the body is not a signed document");
-        goto out;
-    }
     if ((rc = signed_command_check(payload, &cmd, err, errlen)) != 0)
         goto out;
     const member_t *me = membership_self(self->membership);
