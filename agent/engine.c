@@ -308,6 +308,8 @@ static void s_plan_free(s_plan_t *p)
     free(p);
 }
 
+static void s_notify_start(engine_t *self, s_plan_t *p);
+
 /* Takes ownership of plan. */
 static s_plan_t *s_plan_add(engine_t *self, const uint8_t id[32], plan_t *plan)
 {
@@ -345,6 +347,7 @@ static s_plan_t *s_plan_add(engine_t *self, const uint8_t id[32], plan_t *plan)
     p->pub.control = FLEET_PLAN_ACTIVE;
     p->pub.accepted_ms = s_wall_ms();
     p->seen_fresh = !self->restoring;
+    p->seen_state = "active";
     for (size_t i = 0; i < n; i++) {
         const char *ref = plan_target_ref(plan, i);
         keys[i] = rendezvous_key(ref, strlen(ref));
@@ -378,6 +381,8 @@ static s_plan_t *s_plan_add(engine_t *self, const uint8_t id[32], plan_t *plan)
     free(keys);
     free(gated);
     gg_info("engine: plan %s (%s) accepted: %zu targets", plan_name(plan), p->pub.id_hex, n);
+    if (p->seen_fresh)
+        s_notify_start(self, p);
     return p;
 }
 
@@ -919,6 +924,24 @@ static bool s_is_notifier(engine_t *self, const s_plan_t *p)
     return !best || !me || memcmp(best->id, me->id, MEMBER_ID_LEN) == 0;
 }
 
+/* The starting point of a plan accepted while running: nothing seen yet (so
+ * its gated targets are an event), unless it reached this node already under
+ * way (records of finished targets came first): then what it is now. */
+static void s_notify_start(engine_t *self, s_plan_t *p)
+{
+    fleet_plan_stats_t st;
+    p->seen_init = true;
+    if (fleet_plan_stats(self->fleet, p->pub.id, &st) != 0)
+        return;
+    uint32_t finished = st.counts[TARGET_SUCCEEDED] + st.counts[TARGET_SKIPPED] +
+                        st.counts[TARGET_FAILED] + st.counts[TARGET_NEEDS_REVIEW] +
+                        st.counts[TARGET_CANCELLED];
+    if (finished == 0)
+        return;
+    p->seen_state = engine_plan_state(self, &p->pub);
+    p->seen_awaiting = st.counts[TARGET_AWAITING_APPROVAL] > 0;
+}
+
 /* Plan events: a plan that enters paused, cancelled or completed, or gets
  * targets awaiting approval, is told of by its notifier. What a node finds
  * when it starts (restored plans) or when a plan reaches it late (already
@@ -934,13 +957,10 @@ static void s_notify_plans(engine_t *self)
             continue;
         const char *state = engine_plan_state(self, &p->pub);
         bool awaiting = st.counts[TARGET_AWAITING_APPROVAL] > 0;
-        if (!p->seen_init) {
-            uint32_t finished = st.counts[TARGET_SUCCEEDED] + st.counts[TARGET_SKIPPED] +
-                                st.counts[TARGET_FAILED] + st.counts[TARGET_NEEDS_REVIEW] +
-                                st.counts[TARGET_CANCELLED];
+        if (!p->seen_init) { /* restored: the first look, once every record is back */
             p->seen_init = true;
-            p->seen_state = p->seen_fresh && finished == 0 ? "active" : state;
-            p->seen_awaiting = p->seen_fresh && finished == 0 ? false : awaiting;
+            p->seen_state = state;
+            p->seen_awaiting = awaiting;
         }
         const char *events[2] = {NULL, NULL};
         if (awaiting && !p->seen_awaiting)

@@ -115,6 +115,45 @@ def free_port():
     raise RuntimeError("no free TCP port found")
 
 
+def metric(agent, name, label=""):
+    """The sum of the agent's /metrics samples of `name` whose line holds
+    `label` (e.g. 'result="ok"'); 0 when there are none."""
+    _, _, body = agent.get("/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if (line.startswith(name + " ") or line.startswith(name + "{")) and label in line:
+            total += float(line.rpartition(" ")[2])
+    return total
+
+
+def write_consumer_catalog(cluster, n, annotations=None, path="catalog/catalog-info.yaml"):
+    """A Backstage catalog file: Resource user-ds-v1 and n Components
+    consumer-0000... depending on it (owners team-0..19). `annotations` maps
+    a component name to its metadata.annotations. Returns the file's path."""
+    import json as _json
+    annotations = annotations or {}
+    docs = ["""apiVersion: backstage.io/v1alpha1
+kind: Resource
+metadata: {name: user-ds-v1}
+spec: {type: database, owner: group:default/data-platform}
+"""]
+    for i in range(n):
+        name = f"consumer-{i:04d}"
+        ann = (f"\n  annotations: {_json.dumps(annotations[name])}" if name in annotations
+               else "")
+        docs.append(f"""apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}{ann}
+spec:
+  type: service
+  lifecycle: production
+  owner: group:default/team-{i % 20}
+  dependsOn: [resource:default/user-ds-v1]
+""")
+    return cluster.write(path, "---\n".join(docs))
+
+
 def http_request(url, method="GET", body=None, headers=None, timeout=10.0):
     """One HTTP request. Returns (status, headers dict with lower-case names,
     body bytes); HTTP errors are returned, not raised. Never uses a proxy."""

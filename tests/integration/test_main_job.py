@@ -20,23 +20,7 @@ RUN_DEADLINE = 180.0
 
 
 def write_catalog(cluster, n):
-    docs = ["""apiVersion: backstage.io/v1alpha1
-kind: Resource
-metadata: {name: user-ds-v1}
-spec: {type: database, owner: group:default/data-platform}
-"""]
-    for i in range(n):
-        docs.append(f"""apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: consumer-{i:04d}
-spec:
-  type: service
-  lifecycle: production
-  owner: group:default/team-{i % 20}
-  dependsOn: [resource:default/user-ds-v1]
-""")
-    return cluster.write("catalog/catalog-info.yaml", "---\n".join(docs))
+    return harness.write_consumer_catalog(cluster, n)
 
 
 def write_plan(cluster, name, run):
@@ -54,12 +38,7 @@ spec:
 
 
 def metric(agent, name):
-    status, _, body = agent.get("/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rpartition(" ")[2])
-    return total
+    return harness.metric(agent, name)
 
 
 class MainJobTest(harness.AgentTestCase):

@@ -24,29 +24,7 @@ SCALE_LOCAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..
                            "scale-local")
 
 
-def write_catalog(cluster, n):
-    docs = ["""apiVersion: backstage.io/v1alpha1
-kind: Resource
-metadata: {name: user-ds-v1}
-spec: {type: database, owner: group:default/data-platform}
-"""]
-    for i in range(n):
-        docs.append(f"""apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata: {{name: consumer-{i:04d}}}
-spec: {{type: service, lifecycle: production, owner: group:default/team-a,
-        dependsOn: [resource:default/user-ds-v1]}}
-""")
-    cluster.write("catalog/catalog-info.yaml", "---\n".join(docs))
-
-
-def metric(agent, name, label=""):
-    _, _, body = agent.get("/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if (line.startswith(name + " ") or line.startswith(name + "{")) and label in line:
-            total += float(line.rpartition(" ")[2])
-    return total
+metric = harness.metric
 
 
 class ScaleTest(harness.AgentTestCase):
@@ -77,7 +55,7 @@ class ScaleTest(harness.AgentTestCase):
             return False
 
     def test_backlog_grows_then_shrinks_the_fleet(self):
-        write_catalog(self.cluster, N_TARGETS)
+        harness.write_consumer_catalog(self.cluster, N_TARGETS)
         trace = self.cluster.path("trace.log")
         plan = self.cluster.write("plan.yaml", f"""apiVersion: gaggle/v1
 kind: MigrationPlan
