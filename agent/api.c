@@ -552,7 +552,8 @@ static int s_post_plan_path(void *arg, const http_request_t *req, http_response_
 /* Verifies a signed node command of `type` for node `name`. Returns 0, or
  * an HTTP status with the sentence in msg. */
 static int s_verify_node_command(const http_request_t *req, const char *type, const char *name,
-                                 char *msg, size_t msglen)
+                                 uint8_t signer[CERT_PUBLIC_LEN], uint64_t *issued_ms, char *msg,
+                                 size_t msglen)
 {
     json_t *doc = NULL, *payload = NULL;
     signed_command_t cmd;
@@ -571,7 +572,7 @@ static int s_verify_node_command(const http_request_t *req, const char *type, co
         status = 401;
         goto out;
     }
-    int rc = signed_verify(doc, agent_trust(s_api.agent), &payload, NULL);
+    int rc = signed_verify(doc, agent_trust(s_api.agent), &payload, signer);
     if (rc) {
         status = rc == GG_EPERM ? 403 : rc == GG_ECRYPTO ? 401 : 400;
         snprintf(msg, msglen, "%s",
@@ -596,13 +597,15 @@ static int s_verify_node_command(const http_request_t *req, const char *type, co
         status = 403;
         goto out;
     }
+    *issued_ms = cmd.issued;
     status = 0;
 out:
     json_decref(doc);
     return status;
 }
 
-static int s_force_leave(const char *name, http_response_t *resp)
+static int s_force_leave(const char *name, http_response_t *resp, const uint8_t signer[32],
+                         uint64_t issued)
 {
     membership_t *m = cluster_membership(s_api.cluster);
     uint8_t key[FLEET_ID_LEN];
@@ -627,6 +630,7 @@ static int s_force_leave(const char *name, http_response_t *resp)
     }
     if (done) {
         gg_warn("api: node %s forced to leave by an operator", name);
+        engine_audit_node(s_api.engine, "force-leave", name, signer, issued);
         return http_respond_json(resp, 200, json_pack("{s:s, s:s}", "node", name, "state", "left"));
     }
     if (busy) {
@@ -650,11 +654,13 @@ static int s_post_node_path(void *arg, const http_request_t *req, http_response_
     if (!s_split(req->path + strlen(S_NODES_PREFIX), name, &sub) ||
         (strcmp(sub, "drain") && strcmp(sub, "force-leave")))
         return s_error(resp, 404, "POST /v1/nodes/NAME/drain or /force-leave");
-    int status = s_verify_node_command(req, sub, name, msg, sizeof msg);
+    uint8_t signer[CERT_PUBLIC_LEN];
+    uint64_t issued = 0;
+    int status = s_verify_node_command(req, sub, name, signer, &issued, msg, sizeof msg);
     if (status)
         return s_error(resp, status, msg);
     if (!strcmp(sub, "force-leave"))
-        return s_force_leave(name, resp);
+        return s_force_leave(name, resp, signer, issued);
     if (strcmp(name, agent_config(s_api.agent)->name) != 0) {
         /* Another node: relayed to it, which verifies the command again. */
         int rc = cluster_relay_command(s_api.cluster, name, req->body, req->body_len);
@@ -671,6 +677,7 @@ static int s_post_node_path(void *arg, const http_request_t *req, http_response_
             return s_error(resp, 500, msg);
         }
         gg_info("api: drain of %s relayed to it", name);
+        engine_audit_node(s_api.engine, "drain", name, signer, issued);
         return http_respond_json(
             resp, 202, json_pack("{s:s, s:b, s:b}", "node", name, "draining", 1, "relayed", 1));
     }
@@ -680,6 +687,7 @@ static int s_post_node_path(void *arg, const http_request_t *req, http_response_
         return s_error(resp, 409, msg);
     }
     gg_warn("api: this node is draining (operator command): it takes no new targets");
+    engine_audit_node(s_api.engine, "drain", name, signer, issued);
     return http_respond_json(resp, 200, json_pack("{s:s, s:b}", "node", name, "draining", 1));
 }
 

@@ -38,6 +38,8 @@ struct _cluster_t {
     /* Nonces of the node commands applied lately (a replay is refused). */
     char nonces[NODE_NONCES_MAX][SIGNED_NONCE_HEX_LEN + 1];
     size_t nonce_next;
+    cluster_audit_fn *audit_fn;
+    void *audit_arg;
     void (*changed_fn)(void *arg);
     void *changed_arg;
 };
@@ -412,18 +414,20 @@ static void s_send_command(cluster_t *self, const char *address, const char *tex
 }
 
 /* Parses a signed command document and verifies its operator signature.
- * Returns 0 with *doc (the caller's to free) and *payload (borrowed from it),
+ * Returns 0 with *doc (the caller's to free), *payload (borrowed from it) and
+ * the signer's key,
  * or GG_EMALFORMED, GG_EPERM (unknown operator), GG_ECRYPTO with a sentence
  * in err; *doc is then NULL. */
 static int s_verify_command(cluster_t *self, const char *text, size_t len, json_t **doc,
-                            json_t **payload, char *err, size_t errlen)
+                            json_t **payload, uint8_t signer[CERT_PUBLIC_LEN], char *err,
+                            size_t errlen)
 {
     int rc = signed_parse(text, len, doc);
     if (rc) {
         snprintf(err, errlen, "the body is not a signed document");
         return rc;
     }
-    rc = signed_verify(*doc, agent_trust(self->agent), payload, NULL);
+    rc = signed_verify(*doc, agent_trust(self->agent), payload, signer);
     if (rc) {
         snprintf(err, errlen, "%s",
                  rc == GG_EPERM     ? "the command is not signed by a trusted operator key"
@@ -445,7 +449,8 @@ static int s_revocation(cluster_t *self, const char *text, size_t len, char *sub
     size_t clen = 0;
     char id[SIGNED_HASH_HEX_LEN + 1];
     signed_command_t cmd;
-    int rc = s_verify_command(self, text, len, &doc, &payload, err, errlen);
+    uint8_t signer[CERT_PUBLIC_LEN];
+    int rc = s_verify_command(self, text, len, &doc, &payload, signer, err, errlen);
     if (rc)
         goto out;
     rc = signed_command_check(payload, &cmd, err, errlen);
@@ -476,6 +481,8 @@ static int s_revocation(cluster_t *self, const char *text, size_t len, char *sub
     }
     self->revocations_applied++;
     gg_warn("cluster: certificate %s revoked", cmd.subject);
+    if (self->audit_fn)
+        self->audit_fn(self->audit_arg, "revoke", cmd.subject, signer, cmd.issued);
     transport_revalidate(self->transport);
     s_send_command(self, NULL, canon, clen);
 out:
@@ -557,7 +564,8 @@ static int s_node_drain(cluster_t *self, const char *text, size_t len, char *err
 {
     json_t *doc = NULL, *payload = NULL;
     signed_command_t cmd;
-    int rc = s_verify_command(self, text, len, &doc, &payload, err, errlen);
+    uint8_t signer[CERT_PUBLIC_LEN];
+    int rc = s_verify_command(self, text, len, &doc, &payload, signer, err, errlen);
     if (rc)
         goto out;
     if ((rc = signed_command_check(payload, &cmd, err, errlen)) != 0)
@@ -587,6 +595,8 @@ static int s_node_drain(cluster_t *self, const char *text, size_t len, char *err
     rc = cluster_set_draining(self, true);
     if (rc)
         snprintf(err, errlen, "cannot drain: %s", gg_strerror(rc));
+    else if (self->audit_fn)
+        self->audit_fn(self->audit_arg, "drain", cmd.node, signer, cmd.issued);
 out:
     json_decref(doc);
     return rc;
@@ -663,6 +673,12 @@ static int s_http_revoke(void *arg, const http_request_t *req, http_response_t *
 }
 
 /* ---- life cycle ---- */
+
+void cluster_on_audit(cluster_t *self, cluster_audit_fn *fn, void *arg)
+{
+    self->audit_fn = fn;
+    self->audit_arg = arg;
+}
 
 int cluster_on_message(cluster_t *self, uint32_t type, cluster_handler_fn *fn, void *arg)
 {

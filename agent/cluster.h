@@ -48,6 +48,12 @@ void cluster_reload(cluster_t *self);
 /* Registers fn for messages of wire type `type` (one handler per type). */
 int cluster_on_message(cluster_t *self, uint32_t type, cluster_handler_fn *fn, void *arg);
 
+/* fn is called for each signed node command this node applies (a relayed
+ * drain, a revocation) so that it enters the audit trail. One subscriber. */
+typedef void(cluster_audit_fn)(void *arg, const char *type, const char *subject,
+                               const uint8_t signer[32], uint64_t issued);
+void cluster_on_audit(cluster_t *self, cluster_audit_fn *fn, void *arg);
+
 /* fn is called after membership changed (a member added, removed or changed
  * state or flags), once per batch of changes. One subscriber. */
 void cluster_on_members_changed(cluster_t *self, void (*fn)(void *arg), void *arg);

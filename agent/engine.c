@@ -268,14 +268,38 @@ static char *s_doc_load(engine_t *self, const uint8_t id[32], uint64_t size)
     return text;
 }
 
+static void s_audit_put(engine_t *self, json_t *e);
+
 static void s_audit(engine_t *self, const char *type, const char *plan_hex,
                     const uint8_t signer[32], uint64_t issued)
 {
     char keyhex[65];
     sodium_bin2hex(keyhex, sizeof keyhex, signer, 32);
-    json_t *e =
-        json_pack("{s:I, s:s, s:s?, s:s, s:I}", "at", (json_int_t) (s_wall_ms() / 1000), "type",
-                  type, "plan", plan_hex, "operator", keyhex, "issued", (json_int_t) issued);
+    s_audit_put(self, json_pack("{s:I, s:s, s:s?, s:s, s:I}", "at",
+                                (json_int_t) (s_wall_ms() / 1000), "type", type, "plan", plan_hex,
+                                "operator", keyhex, "issued", (json_int_t) issued));
+}
+
+void engine_audit_node(engine_t *self, const char *type, const char *node,
+                       const uint8_t signer[32], uint64_t issued)
+{
+    char keyhex[65];
+    sodium_bin2hex(keyhex, sizeof keyhex, signer, 32);
+    s_audit_put(self, json_pack("{s:I, s:s, s:s, s:s, s:I}", "at",
+                                (json_int_t) (s_wall_ms() / 1000), "type", type, "node", node,
+                                "operator", keyhex, "issued", (json_int_t) issued));
+    s_commit(self);
+}
+
+static void s_audit_hook(void *arg, const char *type, const char *node, const uint8_t signer[32],
+                         uint64_t issued)
+{
+    engine_audit_node(arg, type, node, signer, issued);
+}
+
+/* Appends one entry (taken) to the audit trail, in the next commit. */
+static void s_audit_put(engine_t *self, json_t *e)
+{
     char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
     uint8_t key[8];
     uint64_t seq = ++self->audit_seq;
@@ -1412,6 +1436,7 @@ engine_t *engine_new(agent_t *agent, cluster_t *cluster, char *err, size_t errle
     cluster_on_message(cluster, WIRE_DIGEST, s_on_message, self);
     cluster_on_message(cluster, WIRE_LEASE, s_on_message, self);
     cluster_on_message(cluster, WIRE_PLAN, s_on_message, self);
+    cluster_on_audit(cluster, s_audit_hook, self);
     cluster_on_message(cluster, WIRE_LOG_REQ, s_on_log_req, self);
     cluster_on_message(cluster, WIRE_LOG_REP, s_on_log_rep, self);
     s_apply_members(self);

@@ -49,7 +49,8 @@ const char cmd_report_usage[] =
 const char cmd_audit_usage[] =
     "usage: gaggle audit [--limit N] [--addr IP:PORT] [--json]\n\n"
     "Lists every signed command the fleet has accepted, oldest first: when, what,\n"
-    "which plan, which operator key, and the node it came through.\n";
+    "which plan (or node: drain, force-leave, revoke), which operator key, and the\n"
+    "node it came through.\n";
 
 const char cmd_drain_usage[] =
     "usage: gaggle drain NODE [--key FILE] [--addr IP:PORT] [--json]\n\n"
@@ -576,15 +577,16 @@ int cmd_audit(int argc, char **argv)
     if (json_array_size(entries) == 0) {
         printf("no signed commands accepted yet\n");
     } else {
-        printf("%-20s  %-12s  %-12s  %-16s  %s\n", "AT", "TYPE", "PLAN", "OPERATOR", "VIA");
+        printf("%-20s  %-12s  %-12s  %-16s  %s\n", "AT", "TYPE", "PLAN/NODE", "OPERATOR", "VIA");
         size_t i;
         const json_t *e;
         json_array_foreach(entries, i, e)
         {
             char at[40];
             s_stamp(json_object_get(e, "at"), at, sizeof at);
-            printf("%-20s  %-12.12s  %-12.12s  %-16.16s  %s\n", at, s_field(e, "type"),
-                   s_field(e, "plan"), s_field(e, "operator"), s_field(e, "via"));
+            const char *what = json_object_get(e, "plan") ? s_field(e, "plan") : s_field(e, "node");
+            printf("%-20s  %-12.12s  %-12.12s  %-16.16s  %s\n", at, s_field(e, "type"), what,
+                   s_field(e, "operator"), s_field(e, "via"));
         }
     }
     json_decref(answer);

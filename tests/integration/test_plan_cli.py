@@ -496,6 +496,15 @@ class PlanCliTest(harness.AgentTestCase):
                        ["n2"]["state"] == "left" for a in survivors)
         wait_until(left_n2, CONVERGE, "every survivor to mark n2 left")
 
+        # Node commands enter the audit trail of the nodes that accepted them.
+        def audited(agent, type_, node):
+            entries = self.cli_json(agent, "audit")["entries"]
+            return any(e.get("type") == type_ and e.get("node") == node for e in entries)
+        self.assertTrue(audited(n3, "drain", "n3"))
+        self.assertTrue(audited(n1, "drain", "n2"))  # relayed by n1
+        self.assertTrue(audited(n1, "force-leave", "n2"))
+        self.assertIn("force-leave", self.cli_ok(n1, "audit"))
+
 
 if __name__ == "__main__":
     harness.main()
