@@ -398,12 +398,16 @@ static int s_get_z85(zconfig_t *root, const char *field, uint8_t *out, size_t le
     return s_z85_decode(zconfig_get(root, field, NULL), out, len);
 }
 
+/* A secret key file may be read by its group (0640 root:gaggle, how a
+ * service account reads its node key), never written by it nor reached by
+ * others. */
 static void s_warn_mode(const char *path, mode_t mode)
 {
-    if (mode & 077)
-        gg_warn("cert: %s holds a secret key but is accessible by others (mode %04o); "
-                "run chmod 600 on it",
-                path, (unsigned) (mode & 07777));
+    if (mode & 027)
+        gg_warn("cert: %s holds a secret key but is %s (mode %04o); run chmod 600 (or 640 "
+                "for a service's group) on it",
+                path, (mode & 007) ? "accessible by others" : "writable by its group",
+                (unsigned) (mode & 07777));
 }
 
 /* ---- operator keys ---- */

@@ -6,7 +6,8 @@ set -eu
 PKGS="build-essential cmake pkg-config git ca-certificates
 libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev lmdb-utils libsodium-dev
 libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev libjansson-dev
-clang libclang-rt-dev python3 python3-zmq curl prometheus iproute2 procps"
+clang libclang-rt-dev python3 python3-zmq curl prometheus iproute2 procps
+ansible-core python3-jinja2"
 
 missing=""
 for p in $PKGS; do
