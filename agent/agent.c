@@ -222,6 +222,24 @@ static int s_load_trust(const config_t *cfg, trust_t **out, char *err, size_t er
     return GG_OK;
 }
 
+int agent_check_identity(const config_t *cfg, char *err, size_t errlen)
+{
+    node_key_t key;
+    trust_t *trust = NULL;
+    cert_t cert;
+    int rc = node_key_load(cfg->node_key, &key);
+    if (rc) {
+        snprintf(err, errlen, "cannot load the node key %s: %s", cfg->node_key, gg_strerror(rc));
+        return rc;
+    }
+    rc = s_load_trust(cfg, &trust, err, errlen);
+    if (rc == GG_OK)
+        rc = s_load_cert(cfg, &key, trust, &cert, err, errlen);
+    trust_destroy(&trust);
+    node_key_wipe(&key);
+    return rc;
+}
+
 /* ---- metrics ---- */
 
 static void s_collect_store(metrics_t *m, void *arg)

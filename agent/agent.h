@@ -74,6 +74,11 @@ store_t *agent_store(agent_t *self);
 metrics_t *agent_metrics(agent_t *self);
 http_t *agent_http(agent_t *self);
 zloop_t *agent_loop(agent_t *self);
+/* What --check-config checks beyond config_validate: the node key and
+ * certificate load, match, name this node and verify against the trusted
+ * operator keys. Returns 0, or an error with one sentence in err. */
+int agent_check_identity(const config_t *cfg, char *err, size_t errlen);
+
 /* The fleet scaler's counters (scaler.h), or NULL before the start. */
 const scaler_stats_t *agent_scaler_stats(const agent_t *self);
 

@@ -56,6 +56,7 @@ typedef enum {
     K_CONFIG,  /* flag only */
     K_HELP,    /* flag only, no value */
     K_VERSION, /* flag only, no value */
+    K_CHECK,   /* flag only, no value */
 } s_kind_t;
 
 enum {
@@ -113,6 +114,8 @@ static const s_option_t s_options[] = {
     {"help", K_HELP, S_OFF(show_help), S_FLAG_ONLY | S_NO_VALUE, NULL, "print this help and exit"},
     {"version", K_VERSION, S_OFF(show_version), S_FLAG_ONLY | S_NO_VALUE, NULL,
      "print the version and exit"},
+    {"check-config", K_CHECK, S_OFF(check_only), S_FLAG_ONLY | S_NO_VALUE, NULL,
+     "check the configuration (file and flags) and exit: 0 when good, 2 otherwise"},
 };
 
 #define S_OPTION_COUNT (sizeof s_options / sizeof s_options[0])
@@ -461,6 +464,7 @@ static int s_set_value(config_t *cfg, const s_option_t *opt, const char *text, c
     case K_SCALE:
     case K_HELP:
     case K_VERSION:
+    case K_CHECK:
         s_fmt(why, wlen, "takes no value here");
         rc = GG_ECONFIG;
         break;
@@ -914,6 +918,8 @@ int config_parse_args(int argc, char **argv, config_t *cfg, char *err, size_t er
             cfg->show_help = true;
         } else if (opt->kind == K_VERSION) {
             cfg->show_version = true;
+        } else if (opt->kind == K_CHECK) {
+            cfg->check_only = true;
         } else {
             rc = s_set_value(&scratch, opt, value, why, sizeof why);
             if (rc == GG_ECONFIG)

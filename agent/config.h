@@ -67,6 +67,7 @@ typedef struct {
     config_scale_t scale;
     bool show_help;    /* --help was given: print config_print_help, exit 0 */
     bool show_version; /* --version was given */
+    bool check_only;   /* --check-config: validate, report, exit */
 } config_t;
 
 /* Fills cfg with the built-in defaults (strings are malloc'd). Returns 0 or

@@ -2,7 +2,8 @@
  * gaggled.c: the daemon's main: block signals, parse and validate the
  * configuration, start the agent, run it until SIGTERM.
  *
- * Exit status: 0 after a clean shutdown (and for --help, --version), 1 when
+ * Exit status: 0 after a clean shutdown (and for --help, --version, a good
+ * --check-config), 1 when
  * the agent cannot start or fails while running, 2 for a usage or
  * configuration error. Every failure is one line on stderr.
  */
@@ -47,6 +48,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "gaggled: %s\n", err);
         config_free(&cfg);
         return 2;
+    }
+    if (cfg.check_only) {
+        if (agent_check_identity(&cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "gaggled: %s\n", err);
+            config_free(&cfg);
+            return 2;
+        }
+        printf("gaggled: configuration %s%sis good (node %s, bind %s, http %s)\n",
+               cfg.config_file ? cfg.config_file : "", cfg.config_file ? " " : "", cfg.name,
+               cfg.bind, cfg.http);
+        config_free(&cfg);
+        return 0;
     }
     gg_log_set_level(cfg.log_level);
     agent = agent_new(&cfg, argc, argv);

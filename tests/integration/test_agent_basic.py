@@ -234,6 +234,24 @@ class AgentBasicTest(harness.AgentTestCase):
         self.assertEqual(code, 0)
         self.assertRegex(out, r"^gaggled \d+\.\d+\.\d+\n$")
 
+        # --check-config: the file and flags as the agent would take them,
+        # nothing started.
+        code, out, err = harness.gaggled_once("--config", bad, "--check-config")
+        self.assertEqual(code, 2, err)
+        self.assertIn(f"{bad}:2: frobnicate: unknown key", err)
+        identity = self.cluster.make_node("node-c")
+        good = self.cluster.write("good.yaml", f"workers: 2\nnode-cert: {identity.cert}\n"
+                                  f"operators: {self.cluster.operators_dir}\n"
+                                  "bind: tcp://127.0.0.1:7799\n")
+        code, out, err = harness.gaggled_once("--config", good, "--check-config",
+                                              "--name", "node-c")
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"configuration {good} is good (node node-c", out)
+        code, out, err = harness.gaggled_once("--config", good, "--check-config",
+                                              "--node-cert", "/nonexistent.cert")
+        self.assertEqual(code, 2, out + err)
+        self.assertTrue(one_line(err), err)
+
     def test_untrusted_certificate_refused(self):
         rogue = self.cluster.make_operator("rogue", trusted=False)
         self.cluster.operator  # the trusted one exists, so the trust dir is not empty
