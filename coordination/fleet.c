@@ -79,8 +79,11 @@
  *
  *   type          | body
  *   --------------+-------------------------------------------------------
- *   WIRE_PROGRESS | {"hop": uint <= 16, "items": [item]}   pushed changes
- *   WIRE_DIGEST   | {"k": 0, "f": feed id, "s": since, "q": request id}  pull
+ *   WIRE_PROGRESS | {"hop": uint <= 16, "items": [item],
+ *                 |  "docs"?: [{"id", "kind", "size"}]}   pushed changes (and
+ *                 |  the accepted documents of their plans)
+ *   WIRE_DIGEST   | {"k": 0, "f": feed id, "s": since, "q": request id,
+ *                 |  "h"?: the puller's state sum}  pull
  *   WIRE_DIGEST   | {"k": 1, "f": feed id, "n": next, "m": bool more,
  *                 |  "q": request id, "items": [item],
  *                 |  "docs": [{"id": bin32, "kind": uint, "size": uint}]}  feed
@@ -91,8 +94,13 @@
  *                 |  "data": bin <= FLEET_CHUNK_BYTES}                 chunk
  *
  * A pull names the feed id the puller knows; when it is not the server's
- * current one (the server restarted) the server serves from 0. Messages are
- * sized by bytes (S_BATCH_BYTES) as well as by item count.
+ * current one (the server restarted) the server serves from 0. When the
+ * puller's state sum equals the server's, the server answers with no items,
+ * next = its current sequence number and more = false (steady state: a pull
+ * from a peer never pulled before costs one empty page instead of the whole
+ * feed). Fields marked "?" are optional (a node accepts messages of the
+ * previous version, which lack them). Messages are sized by bytes
+ * (S_BATCH_BYTES) as well as by item count.
  */
 #include "fleet.h"
 
@@ -128,6 +136,8 @@
 #define S_MAX_SOURCES        8u
 #define S_FETCH_TRIES        10u /* silent timeouts before a fetch is abandoned */
 #define S_CURSOR_CACHE       16u
+#define S_HINT_DOCS          4u  /* documents named in one PROGRESS message */
+#define S_SMALL_ITEMS        32u /* items parsed without an allocation (on the stack) */
 
 _Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
 _Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
@@ -158,6 +168,7 @@ typedef struct {
 
 typedef struct {
     uint8_t id[FLEET_ID_LEN];
+    uint64_t id_hash; /* s_id_hash(id) */
     uint32_t slot;
     uint32_t n;
     s_target_t *t;
@@ -218,7 +229,8 @@ typedef struct {
 
 typedef struct {
     fleet_member_t pub;
-    uint32_t orig; /* index in the list given to fleet_set_members */
+    uint32_t orig;  /* index in the list given to fleet_set_members */
+    uint64_t order; /* the id's first 8 bytes, big-endian: sorts like the id */
     uint64_t seed;
     uint64_t last_heard;
     uint64_t feed_id, feed_next; /* pull cursor into its feed */
@@ -251,6 +263,7 @@ struct _fleet_t {
 
     /* change feed */
     uint64_t feed_id, seq;
+    uint64_t state_sum; /* s_state_sum: what a pull from this node could serve */
     uint32_t feed_head, feed_tail;
     struct {
         uint64_t seq;
@@ -371,6 +384,34 @@ static void s_bit_put(s_plan_t *p, int b, uint32_t i, bool v)
 static void s_pack_key(msgpack_packer *pk, const char *key)
 {
     msgpack_pack_str_with_body(pk, key, strlen(key));
+}
+
+/* State sum. A node's records, plans and accepted documents summed as
+ * 64-bit hashes (a multiset hash, updated in O(1) per change): two nodes
+ * with equal sums hold the same plans, documents and records up to
+ * progress_compare, so a pull between them has nothing to carry (a
+ * collision is a 2^-64 event, and the next change ends it). A record never
+ * changed (pending at epoch 0) counts 0. */
+static uint64_t s_rec_hash(uint64_t plan_hash, uint32_t index, const progress_rec_t *r)
+{
+    if (r->epoch == 0 && r->generation == 0 && r->attempt == 0 && r->state == TARGET_PENDING &&
+        r->step == 0 && r->finished_ms == 0 && memcmp(r->holder, s_zero_id, FLEET_ID_LEN) == 0)
+        return 0;
+    uint64_t h = rng_mix64(plan_hash ^ ((uint64_t) index << 1 | 1u));
+    h = rng_mix64(h ^ r->epoch ^ ((uint64_t) r->generation << 32));
+    h = rng_mix64(h ^ r->attempt ^ ((uint64_t) r->state << 32) ^ ((uint64_t) r->step << 40));
+    h = rng_mix64(h ^ r->finished_ms);
+    for (uint32_t k = 0; k < FLEET_ID_LEN; k += 8) {
+        uint64_t w;
+        memcpy(&w, r->holder + k, sizeof w);
+        h = rng_mix64(h ^ w);
+    }
+    return h;
+}
+
+static uint64_t s_docmeta_hash(const uint8_t *id, uint8_t kind, uint64_t size)
+{
+    return rng_mix64(rng_mix64(s_id_hash(id) ^ 0xD0C) ^ ((uint64_t) kind << 56) ^ size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -733,7 +774,24 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
             bytes += b;
             cnt++;
         }
-        wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, f->self, 2);
+        /* the documents of the batch's plans go with it, so that a node
+         * that lacks one fetches it from the sender at once instead of
+         * keeping the records aside until an announcement or a pull */
+        const s_doc_t *docs[S_HINT_DOCS];
+        uint32_t n_docs = 0, last_slot = S_NONE;
+        for (uint32_t k = 0; k < cnt; k++) {
+            uint32_t slot = refs[at + k] >> S_PLAN_SHIFT;
+            if (slot == last_slot)
+                continue;
+            last_slot = slot;
+            const s_doc_t *d = s_doc(f, f->plans[slot]->id);
+            bool dup = !d || d->state != S_DOC_HAVE;
+            for (uint32_t x = 0; x < n_docs && !dup; x++)
+                dup = docs[x] == d;
+            if (!dup && n_docs < S_HINT_DOCS)
+                docs[n_docs++] = d;
+        }
+        wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, f->self, n_docs ? 3 : 2);
         if (w) {
             wire_put_u64(w, "hop", hop);
             wire_put_key(w, "items");
@@ -741,6 +799,12 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
             msgpack_pack_array(pk, cnt);
             for (uint32_t k = 0; k < cnt; k++)
                 s_pack_item(pk, f, refs[at + k]);
+            if (n_docs) {
+                wire_put_key(w, "docs");
+                msgpack_pack_array(pk, n_docs);
+                for (uint32_t k = 0; k < n_docs; k++)
+                    s_pack_doc(pk, docs[k]);
+            }
             const uint8_t *data;
             size_t len;
             if (wire_writer_finish(w, &data, &len) == 0) {
@@ -974,6 +1038,7 @@ static void s_set(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *nr,
     if (was_held && !was_mine)
         f->n_restored--;
     s_count(f, p, i, &old, false);
+    f->state_sum += s_rec_hash(p->id_hash, i, nr) - s_rec_hash(p->id_hash, i, &old);
     t->rec = *nr;
     s_count(f, p, i, &t->rec, true);
     bool now_held = s_held_by_self(f, &t->rec);
@@ -1410,9 +1475,9 @@ static void s_check_fenced(fleet_t *f, s_plan_t *p, uint32_t i, const progress_r
 static void s_merge_in(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *rec, uint32_t hop,
                        uint64_t now)
 {
-    progress_rec_t m = p->t[i].rec;
-    if (!progress_merge(&m, rec))
-        return;
+    if (progress_compare(rec, &p->t[i].rec) <= 0)
+        return; /* nothing new: the common case in an epidemic */
+    progress_rec_t m = *rec;
     progress_rec_t old = p->t[i].rec;
     bool was_mine = s_bit(p, S_BIT_MINE, i);
     f->stats.records_merged++;
@@ -1514,51 +1579,84 @@ typedef struct {
     progress_rec_t rec;
 } s_item_t;
 
+/* {"p": plan, "i": index, "r": record}, in one pass over the map (the first
+ * occurrence of a key counts, as with wire_map_get; others are ignored). */
 static int s_parse_item(const msgpack_object *o, s_item_t *it)
 {
+    const msgpack_object *pv = NULL, *iv = NULL, *rv = NULL;
     uint64_t index;
-    const msgpack_object *r;
     if (!o || o->type != MSGPACK_OBJECT_MAP)
         return GG_EMALFORMED;
-    if (wire_get_bin_exact(o, "p", it->plan, FLEET_ID_LEN) != 0 ||
-        wire_get_u64(o, "i", &index) != 0 || index >= FLEET_MAX_TARGETS ||
-        wire_get_map(o, "r", &r) != 0 || progress_unpack(r, &it->rec) != 0)
+    for (uint32_t k = 0; k < o->via.map.size; k++) {
+        const msgpack_object *key = &o->via.map.ptr[k].key;
+        const msgpack_object *val = &o->via.map.ptr[k].val;
+        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size != 1)
+            continue;
+        char c = key->via.str.ptr[0];
+        if (c == 'p' && !pv)
+            pv = val;
+        else if (c == 'i' && !iv)
+            iv = val;
+        else if (c == 'r' && !rv)
+            rv = val;
+    }
+    if (!pv || !iv || !rv || wire_obj_bin_exact(pv, it->plan, FLEET_ID_LEN) != 0 ||
+        wire_obj_u64(iv, &index) != 0 || index >= FLEET_MAX_TARGETS ||
+        rv->type != MSGPACK_OBJECT_MAP || progress_unpack(rv, &it->rec) != 0)
         return GG_EMALFORMED;
     it->index = (uint32_t) index;
     return 0;
 }
 
-/* Validates every item of an optional/required array field. */
-static int s_check_items(const msgpack_object *body, const char *key,
-                         const msgpack_object_array **arr)
+/* Parses every item of an array field, all or nothing (a message with one
+ * malformed item is dropped whole), into *items: `small` (S_SMALL_ITEMS
+ * entries) when they fit, else a buffer the caller frees (s_items_free). */
+static int s_parse_items(const msgpack_object *body, const char *key, s_item_t *small,
+                         s_item_t **items, uint32_t *n)
 {
-    s_item_t it;
-    if (wire_get_array(body, key, arr, FLEET_MAX_FEED_ITEMS) != 0)
+    const msgpack_object_array *arr;
+    *items = small;
+    *n = 0;
+    if (wire_get_array(body, key, &arr, FLEET_MAX_FEED_ITEMS) != 0)
         return GG_EMALFORMED;
-    for (uint32_t k = 0; k < (*arr)->size; k++)
-        if (s_parse_item(&(*arr)->ptr[k], &it) != 0)
+    s_item_t *v = small;
+    if (arr->size > S_SMALL_ITEMS && !(v = malloc((size_t) arr->size * sizeof *v)))
+        return GG_ENOMEM;
+    for (uint32_t k = 0; k < arr->size; k++)
+        if (s_parse_item(&arr->ptr[k], &v[k]) != 0) {
+            if (v != small)
+                free(v);
             return GG_EMALFORMED;
+        }
+    *items = v;
+    *n = arr->size;
     return 0;
 }
 
-/* Applies validated items; an index beyond a known plan is counted. */
-static void s_apply_items(fleet_t *f, const msgpack_object_array *arr, uint32_t hop, uint64_t now)
+static void s_items_free(s_item_t *items, const s_item_t *small)
 {
-    s_item_t it;
-    for (uint32_t k = 0; k < arr->size; k++) {
-        if (s_parse_item(&arr->ptr[k], &it) != 0)
-            continue;
+    if (items != small)
+        free(items);
+}
+
+/* Applies parsed items; an index beyond a known plan is counted. */
+static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_t hop, uint64_t now)
+{
+    s_plan_t *p = NULL;
+    for (uint32_t k = 0; k < n; k++) {
+        const s_item_t *it = &items[k];
         f->stats.records_in++;
-        s_plan_t *p = s_plan(f, it.plan);
+        if (!p || memcmp(p->id, it->plan, FLEET_ID_LEN) != 0)
+            p = s_plan(f, it->plan); /* items mostly come plan by plan */
         if (!p) {
-            s_orphan_add(f, it.plan, it.index, &it.rec, false);
+            s_orphan_add(f, it->plan, it->index, &it->rec, false);
             continue;
         }
-        if (it.index >= p->n) {
+        if (it->index >= p->n) {
             f->stats.malformed++;
             continue;
         }
-        s_merge_in(f, p, it.index, &it.rec, hop, now);
+        s_merge_in(f, p, it->index, &it->rec, hop, now);
     }
 }
 
@@ -1573,6 +1671,17 @@ static int s_get_u32(const msgpack_object *body, const char *key, uint32_t max, 
 
 /* ------------------------------------------------------------------ */
 /* documents                                                          */
+
+/* Sets a document's state; an accepted one (S_DOC_HAVE) counts in the
+ * state sum with its kind and size. */
+static void s_doc_state(fleet_t *f, s_doc_t *d, uint8_t state)
+{
+    if (d->state == S_DOC_HAVE)
+        f->state_sum -= s_docmeta_hash(d->id, d->kind, d->size);
+    d->state = state;
+    if (state == S_DOC_HAVE)
+        f->state_sum += s_docmeta_hash(d->id, d->kind, d->size);
+}
 
 static uint32_t s_doc_insert(fleet_t *f, const uint8_t *id, uint8_t kind, uint64_t size,
                              uint8_t state)
@@ -1593,11 +1702,11 @@ static uint32_t s_doc_insert(fleet_t *f, const uint8_t *id, uint8_t kind, uint64
     memcpy(d->id, id, FLEET_ID_LEN);
     d->kind = kind;
     d->size = size;
-    d->state = state;
     d->prev = d->next = S_NONE;
     if (s_ix_put(f, &f->doc_ix, s_id_hash(id), v, s_doc_hash) != 0)
         return S_NONE;
     f->n_docs++;
+    s_doc_state(f, d, state);
     return v;
 }
 
@@ -1624,7 +1733,7 @@ static void s_announce(fleet_t *f, const s_doc_t *d)
 
 static void s_doc_have(fleet_t *f, s_doc_t *d)
 {
-    d->state = S_DOC_HAVE;
+    s_doc_state(f, d, S_DOC_HAVE);
     s_feed_touch(f, S_DOC_BIT | (uint32_t) (d - f->docs));
     s_announce(f, d);
 }
@@ -1644,20 +1753,46 @@ static void s_fetch_free(s_fetch_t *fe)
     memset(fe, 0, sizeof *fe);
 }
 
-static void s_fetch_add_source(s_fetch_t *fe, const uint8_t *source)
+/* Adds a source; when the list is full, in place of one that is not live
+ * in this view (never the current one). */
+static void s_fetch_add_source(const fleet_t *f, s_fetch_t *fe, const uint8_t *source)
 {
     for (uint32_t k = 0; k < fe->n_sources; k++)
         if (memcmp(fe->sources[k], source, FLEET_ID_LEN) == 0)
             return;
-    if (fe->n_sources < S_MAX_SOURCES)
+    if (fe->n_sources < S_MAX_SOURCES) {
         memcpy(fe->sources[fe->n_sources++], source, FLEET_ID_LEN);
+        return;
+    }
+    for (uint32_t k = 0; k < fe->n_sources; k++) {
+        const s_member_t *m = s_member(f, fe->sources[k]);
+        if (k != fe->source && (!m || !m->pub.live)) {
+            memcpy(fe->sources[k], source, FLEET_ID_LEN);
+            return;
+        }
+    }
+}
+
+/* The current source, or the next one that is live in this view (a source
+ * this node does not know yet as a member cannot be asked). */
+static const s_member_t *s_fetch_source(const fleet_t *f, s_fetch_t *fe)
+{
+    for (uint32_t step = 0; step < fe->n_sources; step++) {
+        uint32_t k = (fe->source + step) % fe->n_sources;
+        const s_member_t *m = s_member(f, fe->sources[k]);
+        if (m && m->pub.live && m->pub.address[0]) {
+            fe->source = k;
+            return m;
+        }
+    }
+    return NULL;
 }
 
 /* Requests missing chunks from the current source, up to the window. */
 static void s_fetch_pump(fleet_t *f, s_fetch_t *fe)
 {
-    const s_member_t *src = s_member(f, fe->sources[fe->source]);
-    if (!src || !src->pub.live)
+    const s_member_t *src = s_fetch_source(f, fe);
+    if (!src)
         return;
     uint32_t inflight = 0;
     for (uint32_t c = 0; c < fe->n_chunks; c++)
@@ -1709,7 +1844,7 @@ static bool s_fetch_start(fleet_t *f, const uint8_t *id, uint8_t kind, uint64_t 
     memcpy(fe->id, id, FLEET_ID_LEN);
     fe->kind = kind;
     fe->size = size;
-    s_fetch_add_source(fe, source);
+    s_fetch_add_source(f, fe, source);
     fe->progress_at = now;
     s_fetch_pump(f, fe);
     return true;
@@ -1746,8 +1881,10 @@ static void s_doc_learn(fleet_t *f, const uint8_t *id, uint8_t kind, uint64_t si
         return;
     s_fetch_t *fe = s_fetch_find(f, id);
     if (fe) {
-        if (fe->size == size)
-            s_fetch_add_source(fe, source);
+        if (fe->size == size) {
+            s_fetch_add_source(f, fe, source);
+            s_fetch_pump(f, fe); /* none of the sources so far may have been askable */
+        }
         return;
     }
     for (uint32_t k = 0; k < f->n_wanted; k++)
@@ -1780,7 +1917,7 @@ static void s_fetch_complete(fleet_t *f, s_fetch_t *fe, uint64_t now)
     }
     fleet_out_t *o = d ? s_out(f, FOUT_DOC) : NULL;
     if (o) {
-        d->state = S_DOC_VERIFYING;
+        s_doc_state(f, d, S_DOC_VERIFYING);
         d->kind = fe->kind;
         d->size = fe->size;
         memcpy(o->doc_id, fe->id, FLEET_ID_LEN);
@@ -1829,19 +1966,67 @@ static void s_fetch_timeouts(fleet_t *f, uint64_t now)
 /* ------------------------------------------------------------------ */
 /* message handlers                                                   */
 
-static int s_on_progress(fleet_t *f, uint64_t now, const msgpack_object *body)
+/* Validates a list of document entries {"id", "kind", "size"}. */
+static int s_check_docs(const msgpack_object_array *docs)
 {
-    const msgpack_object_array *arr;
-    uint32_t hop;
-    if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 || s_check_items(body, "items", &arr) != 0)
-        return GG_EMALFORMED;
-    s_apply_items(f, arr, hop, now);
+    for (uint32_t k = 0; k < docs->size; k++) {
+        uint8_t id[FLEET_ID_LEN];
+        uint32_t dk;
+        uint64_t size;
+        const msgpack_object *d = &docs->ptr[k];
+        if (wire_get_bin_exact(d, "id", id, FLEET_ID_LEN) != 0 ||
+            s_get_u32(d, "kind", UINT8_MAX, &dk) != 0 || wire_get_u64(d, "size", &size) != 0 ||
+            size == 0 || size > FLEET_MAX_DOC_BYTES)
+            return GG_EMALFORMED;
+    }
     return 0;
 }
 
-static void s_serve_pull(fleet_t *f, const s_member_t *to, uint64_t since, uint64_t rid)
+/* The sender has these (validated) documents: fetch those not known. */
+static void s_learn_docs(fleet_t *f, const msgpack_object_array *docs, const uint8_t *sender,
+                         uint64_t now)
 {
-    uint32_t start = s_feed_after(f, since);
+    for (uint32_t k = 0; k < docs->size; k++) {
+        uint8_t id[FLEET_ID_LEN];
+        uint32_t dk = 0;
+        uint64_t size = 0;
+        const msgpack_object *d = &docs->ptr[k];
+        wire_get_bin_exact(d, "id", id, FLEET_ID_LEN);
+        s_get_u32(d, "kind", UINT8_MAX, &dk);
+        wire_get_u64(d, "size", &size);
+        s_doc_learn(f, id, (uint8_t) dk, size, sender, now);
+    }
+}
+
+static int s_on_progress(fleet_t *f, uint64_t now, const wire_msg_t *msg)
+{
+    const msgpack_object *body = &msg->body;
+    const msgpack_object_array *docs = NULL;
+    s_item_t small[S_SMALL_ITEMS], *items;
+    uint32_t hop, n;
+    if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0)
+        return GG_EMALFORMED;
+    /* "docs" (the documents of the items' plans) is optional: older nodes
+     * do not send it */
+    if (wire_map_get(body, "docs") &&
+        (wire_get_array(body, "docs", &docs, FLEET_MAX_FEED_ITEMS) != 0 || s_check_docs(docs) != 0))
+        return GG_EMALFORMED;
+    int rc = s_parse_items(body, "items", small, &items, &n);
+    if (rc != 0)
+        return rc == GG_ENOMEM ? 0 : rc; /* out of memory: pulls repair it */
+    s_apply_items(f, items, n, hop, now);
+    s_items_free(items, small);
+    if (docs)
+        s_learn_docs(f, docs, msg->sender, now);
+    return 0;
+}
+
+static void s_serve_pull(fleet_t *f, const s_member_t *to, uint64_t since, uint64_t rid,
+                         bool same_state)
+{
+    /* the puller holds what this node holds: nothing to carry, and its
+     * cursor moves to the end of this feed */
+    uint32_t start = same_state ? S_NONE : s_feed_after(f, since);
     uint32_t n_items = 0, n_docs = 0, last = S_NONE, r = start;
     size_t bytes = 0;
     while (r != S_NONE && n_items + n_docs < FLEET_MAX_FEED_ITEMS) {
@@ -1897,7 +2082,7 @@ static void s_set_synced(fleet_t *f)
 
 static void s_pull_send(fleet_t *f, s_member_t *m, uint64_t now)
 {
-    wire_writer_t *w = wire_writer_new(WIRE_DIGEST, f->self, 4);
+    wire_writer_t *w = wire_writer_new(WIRE_DIGEST, f->self, 5);
     if (!w)
         return;
     f->pull_rid = rng_next(&f->rng);
@@ -1905,6 +2090,7 @@ static void s_pull_send(fleet_t *f, s_member_t *m, uint64_t now)
     wire_put_u64(w, "f", m->feed_id);
     wire_put_u64(w, "s", m->feed_next);
     wire_put_u64(w, "q", f->pull_rid);
+    wire_put_u64(w, "h", f->state_sum);
     s_send_to(f, m, w, WIRE_DIGEST);
     wire_writer_destroy(&w);
     f->pull_out = true;
@@ -1953,43 +2139,33 @@ static int s_on_digest(fleet_t *f, uint64_t now, const wire_msg_t *msg, s_member
         wire_get_u64(body, "q", &rid) != 0)
         return GG_EMALFORMED;
     if (kind == 0) {
-        uint64_t since;
+        uint64_t since, sum;
         if (wire_get_u64(body, "s", &since) != 0)
+            return GG_EMALFORMED;
+        /* "h" (the puller's state sum) is optional: older nodes do not send it */
+        int hrc = wire_get_u64(body, "h", &sum);
+        if (hrc != 0 && hrc != GG_ENOTFOUND)
             return GG_EMALFORMED;
         if (feed_id != f->feed_id)
             since = 0;
         if (from)
-            s_serve_pull(f, from, since, rid);
+            s_serve_pull(f, from, since, rid, hrc == 0 && sum == f->state_sum);
         return 0;
     }
-    const msgpack_object_array *items, *docs;
+    const msgpack_object_array *docs;
+    s_item_t small[S_SMALL_ITEMS], *items;
+    uint32_t n_items;
     uint64_t next;
     bool more;
     if (wire_get_u64(body, "n", &next) != 0 || wire_get_bool(body, "m", &more) != 0 ||
-        s_check_items(body, "items", &items) != 0 ||
-        wire_get_array(body, "docs", &docs, FLEET_MAX_FEED_ITEMS) != 0)
+        wire_get_array(body, "docs", &docs, FLEET_MAX_FEED_ITEMS) != 0 || s_check_docs(docs) != 0)
         return GG_EMALFORMED;
-    for (uint32_t k = 0; k < docs->size; k++) {
-        uint8_t id[FLEET_ID_LEN];
-        uint32_t dk;
-        uint64_t size;
-        const msgpack_object *d = &docs->ptr[k];
-        if (wire_get_bin_exact(d, "id", id, FLEET_ID_LEN) != 0 ||
-            s_get_u32(d, "kind", UINT8_MAX, &dk) != 0 || wire_get_u64(d, "size", &size) != 0 ||
-            size == 0 || size > FLEET_MAX_DOC_BYTES)
-            return GG_EMALFORMED;
-    }
-    s_apply_items(f, items, f->max_hops, now);
-    for (uint32_t k = 0; k < docs->size; k++) {
-        uint8_t id[FLEET_ID_LEN];
-        uint32_t dk = 0;
-        uint64_t size = 0;
-        const msgpack_object *d = &docs->ptr[k];
-        wire_get_bin_exact(d, "id", id, FLEET_ID_LEN);
-        s_get_u32(d, "kind", UINT8_MAX, &dk);
-        wire_get_u64(d, "size", &size);
-        s_doc_learn(f, id, (uint8_t) dk, size, msg->sender, now);
-    }
+    int rc = s_parse_items(body, "items", small, &items, &n_items);
+    if (rc != 0)
+        return rc == GG_ENOMEM ? 0 : rc; /* out of memory: the pull times out, is retried */
+    s_apply_items(f, items, n_items, f->max_hops, now);
+    s_items_free(items, small);
+    s_learn_docs(f, docs, msg->sender, now);
     if (!from || !f->pull_out || rid != f->pull_rid ||
         memcmp(f->pull_peer, msg->sender, FLEET_ID_LEN) != 0)
         return 0; /* not the answer awaited: data merged, cursor unchanged */
@@ -2197,7 +2373,17 @@ void fleet_destroy(fleet_t **self_p)
 
 static int s_cmp_ids(const s_member_t *mem, uint32_t a, uint32_t b)
 {
+    if (mem[a].order != mem[b].order)
+        return mem[a].order < mem[b].order ? -1 : 1;
     return memcmp(mem[a].pub.id, mem[b].pub.id, FLEET_ID_LEN);
+}
+
+static uint64_t s_id_order(const uint8_t *id)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++)
+        v = v << 8 | id[k];
+    return v;
 }
 
 /* Sorts member indices by id: a bottom-up merge sort (qsort takes no
@@ -2240,11 +2426,12 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     if (n > FLEET_MAX_MEMBERS)
         n = FLEET_MAX_MEMBERS;
     size_t alloc_n = n > 0 ? n : 1;
-    s_member_t *nm = calloc(alloc_n, sizeof *nm);
-    uint32_t *live = calloc(alloc_n, sizeof *live);
-    uint32_t *order = calloc(alloc_n, sizeof *order);
-    uint64_t *seeds = calloc(alloc_n, sizeof *seeds);
-    uint32_t *orig = calloc(alloc_n, sizeof *orig);
+    /* every field of these is written before it is read */
+    s_member_t *nm = malloc(alloc_n * sizeof *nm);
+    uint32_t *live = malloc(alloc_n * sizeof *live);
+    uint32_t *order = malloc(alloc_n * sizeof *order);
+    uint64_t *seeds = malloc(alloc_n * sizeof *seeds);
+    uint32_t *orig = malloc(alloc_n * sizeof *orig);
     s_index_t nix = {0};
     fleet_t tmp_view;
     if (!nm || !live || !order || !seeds || !orig)
@@ -2259,16 +2446,19 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         if (s_ix_find(&tmp_view, &nix, s_id_hash(in->id), s_member_eq, in->id) != S_NONE)
             continue;
         s_member_t *m = &nm[cnt];
-        m->pub = *in;
-        m->pub.address[FLEET_ADDRESS_MAX] = '\0';
+        memcpy(m->pub.id, in->id, FLEET_ID_LEN);
+        size_t alen = strnlen(in->address, FLEET_ADDRESS_MAX);
+        memcpy(m->pub.address, in->address, alen);
+        m->pub.address[alen] = '\0';
+        m->pub.live = in->live;
+        m->pub.draining = in->draining;
         m->orig = (uint32_t) j;
-        m->seed = rendezvous_node_seed(in->id);
+        m->order = s_id_order(in->id);
         const s_member_t *old = s_member(f, in->id);
-        if (old) {
-            m->last_heard = old->last_heard;
-            m->feed_id = old->feed_id;
-            m->feed_next = old->feed_next;
-        }
+        m->seed = old ? old->seed : rendezvous_node_seed(in->id);
+        m->last_heard = old ? old->last_heard : 0;
+        m->feed_id = old ? old->feed_id : 0;
+        m->feed_next = old ? old->feed_next : 0;
         if (in->live && !(old && old->pub.live)) {
             if (m->last_heard < now_ms)
                 m->last_heard = now_ms; /* its lease clock starts now */
@@ -2403,6 +2593,7 @@ int fleet_add_plan(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_L
         return GG_ENOMEM;
     }
     memcpy(p->id, plan_id, FLEET_ID_LEN);
+    p->id_hash = s_id_hash(plan_id);
     p->slot = f->n_plans;
     p->n = n_targets;
     p->ro = *rollout;
@@ -2426,6 +2617,7 @@ int fleet_add_plan(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_L
         return GG_ENOMEM;
     }
     f->n_plans++;
+    f->state_sum += rng_mix64(p->id_hash ^ 0x91A);
     /* claimable after a pull chain that starts from now on has completed: one
      * starts at the next tick (an outstanding one is dropped; its answer still
      * merges) */
@@ -2582,7 +2774,7 @@ int fleet_restore_doc(fleet_t *f, const uint8_t doc_id[FLEET_ID_LEN], uint8_t ki
             return f->n_docs >= FLEET_MAX_DOCS ? GG_ETOOBIG : GG_ENOMEM;
         d = &f->docs[v];
     }
-    d->state = S_DOC_HAVE;
+    s_doc_state(f, d, S_DOC_HAVE);
     s_feed_touch(f, S_DOC_BIT | (uint32_t) (d - f->docs));
     return 0;
 }
@@ -2628,7 +2820,7 @@ void fleet_doc_reject(fleet_t *f, uint64_t now_ms, const uint8_t doc_id[FLEET_ID
         return;
     s_doc_t *d = s_doc(f, doc_id);
     if (d && d->state == S_DOC_VERIFYING)
-        d->state = S_DOC_REJECTED;
+        s_doc_state(f, d, S_DOC_REJECTED);
 }
 
 void fleet_set_doc_reader(fleet_t *f, fleet_doc_reader_fn *fn, void *arg)
@@ -2678,7 +2870,7 @@ int fleet_handle(fleet_t *f, uint64_t now_ms, const wire_msg_t *msg)
     s_member_t *from = s_member(f, msg->sender);
     int rc = 0;
     switch (msg->type) {
-    case WIRE_PROGRESS: rc = s_on_progress(f, now_ms, &msg->body); break;
+    case WIRE_PROGRESS: rc = s_on_progress(f, now_ms, msg); break;
     case WIRE_DIGEST: rc = s_on_digest(f, now_ms, msg, from); break;
     case WIRE_LEASE: {
         uint64_t seq;

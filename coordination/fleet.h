@@ -48,10 +48,14 @@
  *   every push_interval (hop-limited forwarding of changes that were new to
  *   the receiver makes it an epidemic for large fleets), and every
  *   anti_entropy_interval each node pulls from one random live peer:
- *   PULL{feed_id, since} -> FEED{feed_id, items after since (bounded), next,
- *   more}. A restarted peer has a new feed_id, so pullers start over from 0.
- *   Records merge as a join-semilattice (progress_merge), so duplicates,
- *   reordering and re-delivery are harmless.
+ *   PULL{feed_id, since, state sum} -> FEED{feed_id, items after since
+ *   (bounded), next, more}; none when the puller's state sum (a hash of its
+ *   plans, accepted documents and records) equals the server's. Pushed
+ *   changes name the accepted documents of their plans, so that a node
+ *   lacking one fetches it from the sender at once. A restarted peer has a
+ *   new feed_id, so pullers start over from 0. Records merge as a
+ *   join-semilattice (progress_merge), so duplicates, reordering and
+ *   re-delivery are harmless.
  *
  * Documents
  *   Plans and signed operator commands are opaque byte strings identified by

@@ -106,40 +106,92 @@ void progress_pack(const progress_rec_t *rec, msgpack_packer *pk)
     msgpack_pack_str_with_body(pk, rec->error, err_len);
 }
 
-static int s_u32(const msgpack_object *map, const char *key, uint32_t *out)
+/* The record's fields, in the order progress_pack writes them. */
+enum { S_F_E, S_F_G, S_F_A, S_F_ST, S_F_SP, S_F_H, S_F_X, S_F_T0, S_F_T1, S_F_D, S_F_ERR, S_F_N };
+
+/* Which field a key names (S_F_N: none). */
+static int s_field(const msgpack_object *key)
 {
-    uint64_t v;
-    int rc = wire_get_u64(map, key, &v);
-    if (rc)
+    if (key->type != MSGPACK_OBJECT_STR || key->via.str.size == 0 || key->via.str.size > 3)
+        return S_F_N;
+    const char *k = key->via.str.ptr;
+    switch (key->via.str.size) {
+    case 1:
+        switch (k[0]) {
+        case 'e': return S_F_E;
+        case 'g': return S_F_G;
+        case 'a': return S_F_A;
+        case 'h': return S_F_H;
+        case 'x': return S_F_X;
+        case 'd': return S_F_D;
+        default: return S_F_N;
+        }
+    case 2:
+        if (k[0] == 's' && k[1] == 't')
+            return S_F_ST;
+        if (k[0] == 's' && k[1] == 'p')
+            return S_F_SP;
+        if (k[0] == 't' && k[1] == '0')
+            return S_F_T0;
+        if (k[0] == 't' && k[1] == '1')
+            return S_F_T1;
+        return S_F_N;
+    default: return memcmp(k, "err", 3) == 0 ? S_F_ERR : S_F_N;
+    }
+}
+
+static int s_u32(const msgpack_object *v, uint32_t *out)
+{
+    uint64_t x;
+    if (wire_obj_u64(v, &x) != 0 || x > UINT32_MAX)
         return GG_EMALFORMED;
-    if (v > UINT32_MAX)
-        return GG_EMALFORMED;
-    *out = (uint32_t) v;
+    *out = (uint32_t) x;
     return GG_OK;
 }
 
+static int s_i32(const msgpack_object *v, int32_t *out)
+{
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT32_MAX) {
+        *out = (int32_t) v->via.u64;
+        return GG_OK;
+    }
+    if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && v->via.i64 >= INT32_MIN) {
+        *out = (int32_t) v->via.i64;
+        return GG_OK;
+    }
+    return GG_EMALFORMED;
+}
+
+/* One pass over the map (records arrive by the thousand in every feed): the
+ * first occurrence of each key counts, as with wire_map_get; unknown keys
+ * are ignored; every field is required and type-checked. */
 int progress_unpack(const msgpack_object *obj, progress_rec_t *out)
 {
     if (!obj || obj->type != MSGPACK_OBJECT_MAP)
         return GG_EMALFORMED;
+    const msgpack_object *v[S_F_N] = {0};
+    for (uint32_t i = 0; i < obj->via.map.size; i++) {
+        int f = s_field(&obj->via.map.ptr[i].key);
+        if (f != S_F_N && !v[f])
+            v[f] = &obj->via.map.ptr[i].val;
+    }
+    for (int f = 0; f < S_F_N; f++)
+        if (!v[f])
+            return GG_EMALFORMED;
     progress_rec_t r;
     memset(&r, 0, sizeof r);
-    uint32_t state, step, dur;
-    int64_t exit_code;
-    if (s_u32(obj, "e", &r.epoch) || s_u32(obj, "g", &r.generation) ||
-        s_u32(obj, "a", &r.attempt) || s_u32(obj, "st", &state) || s_u32(obj, "sp", &step) ||
-        s_u32(obj, "d", &dur) || wire_get_bin_exact(obj, "h", r.holder, PROGRESS_ID_LEN) ||
-        wire_get_i64(obj, "x", &exit_code) || wire_get_u64(obj, "t0", &r.started_ms) ||
-        wire_get_u64(obj, "t1", &r.finished_ms) ||
-        wire_get_str(obj, "err", r.error, PROGRESS_ERROR_MAX))
+    uint32_t state, step;
+    if (s_u32(v[S_F_E], &r.epoch) || s_u32(v[S_F_G], &r.generation) ||
+        s_u32(v[S_F_A], &r.attempt) || s_u32(v[S_F_ST], &state) || s_u32(v[S_F_SP], &step) ||
+        s_u32(v[S_F_D], &r.duration_ms) ||
+        wire_obj_bin_exact(v[S_F_H], r.holder, PROGRESS_ID_LEN) || s_i32(v[S_F_X], &r.exit_code) ||
+        wire_obj_u64(v[S_F_T0], &r.started_ms) || wire_obj_u64(v[S_F_T1], &r.finished_ms) ||
+        wire_obj_str(v[S_F_ERR], r.error, PROGRESS_ERROR_MAX))
         return GG_EMALFORMED;
-    if (state >= TARGET_STATE_COUNT || step > UINT8_MAX || exit_code < INT32_MIN ||
-        exit_code > INT32_MAX)
+    if (state >= TARGET_STATE_COUNT || step > UINT8_MAX)
         return GG_EMALFORMED;
     r.state = (uint8_t) state;
     r.step = (uint8_t) step;
-    r.exit_code = (int32_t) exit_code;
-    r.duration_ms = dur;
     *out = r;
     return GG_OK;
 }

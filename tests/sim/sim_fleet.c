@@ -103,6 +103,8 @@ typedef struct {
     uint32_t n_writes, cap_writes;
     uint64_t flush_at;
     uint64_t view_due;    /* a changed view waits for the next ticker round */
+    fleet_member_t *view; /* the list handed to fleet_set_members, kept for reuse */
+    size_t view_cap;
     progress_rec_t *last; /* last record output per target (this life) */
     uint8_t *last_set;
     bool draining_outputs;
@@ -141,7 +143,9 @@ typedef struct {
     uint32_t claims_cap, claims_n;
     uint32_t *claims_by_node; /* executions claimed (FOUT_RUN) per node */
     uint64_t churn_at;        /* last crash or boot + 1 (0: none) */
-    uint64_t window_ms;       /* how long views may disagree after churn */
+    uint32_t n_up;            /* up nodes, counted again after churn (up_dirty) */
+    bool up_dirty;
+    uint64_t window_ms; /* how long views may disagree after churn */
     sim_fleet_result_t res;
 } s_world_t;
 
@@ -313,12 +317,18 @@ static void s_on_result(sim_t *sim, s_inst_t *in, uint32_t index, const progress
     }
 }
 
+/* Up nodes: counted once after every boot or crash (not per record). */
 static uint32_t s_up_count(sim_t *sim)
 {
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < sim_node_count(sim); i++)
-        n += sim_node(sim, i)->up ? 1 : 0;
-    return n;
+    s_world_t *w = s_world(sim);
+    if (w->up_dirty) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < sim_node_count(sim); i++)
+            n += sim_node(sim, i)->up ? 1 : 0;
+        w->n_up = n;
+        w->up_dirty = false;
+    }
+    return w->n_up;
 }
 
 /* A terminal record reached a node: the convergence sample of the target is
@@ -630,15 +640,22 @@ static void s_set_members(s_inst_t *in, uint64_t now)
     if (!m)
         return;
     size_t n = membership_size(m);
-    fleet_member_t *list = calloc(n ? n : 1, sizeof *list);
-    if (!list) {
-        sim_violation(in->sim, "harness", -1, -1, "out of memory");
-        return;
+    if (n > in->view_cap) {
+        fleet_member_t *grown = realloc(in->view, n * sizeof *grown);
+        if (!grown) {
+            sim_violation(in->sim, "harness", -1, -1, "out of memory");
+            return;
+        }
+        in->view = grown;
+        in->view_cap = n;
     }
+    fleet_member_t *list = in->view;
     for (size_t i = 0; i < n; i++) {
         const member_t *mb = membership_at(m, i);
         memcpy(list[i].id, mb->id, FLEET_ID_LEN);
-        snprintf(list[i].address, sizeof list[i].address, "%s", mb->address);
+        size_t alen = strnlen(mb->address, sizeof list[i].address - 1);
+        memcpy(list[i].address, mb->address, alen);
+        list[i].address[alen] = '\0';
         list[i].live = mb->state == MEMBER_ALIVE || mb->state == MEMBER_SUSPECT;
         if ((sim_config(in->sim)->faults & SIM_FAULT_BLIND_FLEET) && in->node->index == 1 &&
             memcmp(mb->id, in->node->id, FLEET_ID_LEN) != 0)
@@ -646,7 +663,6 @@ static void s_set_members(s_inst_t *in, uint64_t now)
         list[i].draining = (mb->flags & MEMBER_FLAG_DRAINING) != 0;
     }
     fleet_set_members(in->fleet, now, list, n);
-    free(list);
 }
 
 static size_t s_doc_read(void *arg, const uint8_t doc_id[FLEET_ID_LEN], uint64_t offset,
@@ -728,6 +744,7 @@ static void s_inst_free(s_inst_t **in_p)
     free(in->writes);
     free(in->last);
     free(in->last_set);
+    free(in->view);
     free(in);
     *in_p = NULL;
 }
@@ -744,6 +761,7 @@ static int s_boot(sim_t *sim, sim_node_t *node, void **state, uint64_t now)
     in->sim = sim;
     in->node = node;
     w->churn_at = now + 1;
+    w->up_dirty = true;
     in->flush_at = SIM_NEVER;
     in->view_due = SIM_NEVER;
     rng_seed(&in->rng, sim_machine_seed(sim));
@@ -812,6 +830,7 @@ static void s_halt(sim_t *sim, sim_node_t *node, void **state)
         return;
     s_world_t *w = s_world(sim);
     w->churn_at = sim_now(sim) + 1;
+    w->up_dirty = true;
     w->res.records_lost += in->n_writes;
     for (uint32_t i = 0; i < in->n_execs; i++)
         s_on_stop(sim, in->execs[i].index);
@@ -906,6 +925,7 @@ static int s_world_new(sim_t *sim, void **shared)
     w->cfg = cfg;
     w->res.on = true;
     w->res.done_s = -1;
+    w->up_dirty = true;
     /* An experiment measures ownership only: no plan then. */
     w->targets = cfg->experiment == SIM_EXP_NONE ? cfg->targets : 0;
     w->res.targets = w->targets;

@@ -1901,6 +1901,212 @@ static void test_net_paged_pull(void)
     s_free(&net);
 }
 
+/* Steady state: a pull between two nodes that hold the same records (a
+ * restarted node pulls the whole feed from 0) carries nothing; once they
+ * differ, it carries the feed again. */
+static void test_net_pull_same_state(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 2, 27);
+    fleet_rollout_t ro = s_ro();
+    const uint32_t n = 300;
+    int k = fn_plan(&net, n, &ro);
+    fn_plan_t *p = &net.plans[k];
+    for (uint32_t i = 0; i < n; i++)
+        p->gated[i] = true; /* nothing is claimed: the records are set by hand */
+    REQUIRE(fn_start(&net, 0, false) == 0);
+    fn_push_view(&net, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, i);
+        r.generation = 1;
+        r.state = TARGET_SKIPPED;
+        CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, i, &r) == 0);
+    }
+    REQUIRE(fn_start(&net, 1, false) == 0);
+    fn_view_all(&net);
+    CHECK(fn_run_until_pred(&net, net.now + 5000, s_synced_pred, &net.nodes[1]));
+    fn_run_until(&net, net.now + 500);
+    CHECK(s_count_state(net.nodes[1].f, p->id, n, TARGET_SKIPPED) == n);
+
+    /* restarted from its store: the same records, its pulls start from 0 */
+    fn_crash(&net, 1);
+    REQUIRE(fn_start(&net, 1, true) == 0);
+    fn_push_view(&net, 1);
+    uint64_t out0 = fleet_stats(net.nodes[0].f)->records_out;
+    CHECK(fn_run_until_pred(&net, net.now + 5000, s_synced_pred, &net.nodes[1]));
+    fn_run_until(&net, net.now + 3 * net.cfg.anti_entropy_interval_ms);
+    CHECK(fleet_stats(net.nodes[1].f)->pulls >= 3);
+    CHECK(fleet_stats(net.nodes[0].f)->records_out == out0); /* nothing to carry */
+    CHECK(s_count_state(net.nodes[1].f, p->id, n, TARGET_SKIPPED) == n);
+
+    /* one record changes while it is down: the next pull carries the feed */
+    fn_crash(&net, 1);
+    progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, 7);
+    r.generation = 2;
+    r.state = TARGET_NEEDS_REVIEW;
+    CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, 7, &r) == 0);
+    fn_run_until(&net, net.now + 100);
+    REQUIRE(fn_start(&net, 1, true) == 0);
+    fn_push_view(&net, 1);
+    CHECK(fn_run_until_pred(&net, net.now + 5000, s_synced_pred, &net.nodes[1]));
+    CHECK(fleet_record(net.nodes[1].f, p->id, 7)->generation == 2);
+    CHECK(fleet_stats(net.nodes[0].f)->records_out >= out0 + n);
+    s_free(&net);
+}
+
+static int s_feed_from(fleet_t *f, wire_writer_t *w, uint64_t now)
+{
+    const uint8_t *data;
+    size_t len;
+    int rc = wire_writer_finish(w, &data, &len);
+    if (rc)
+        return 1000 + rc;
+    wire_msg_t m;
+    rc = wire_decode(data, len, &m);
+    if (rc)
+        return 2000 + rc;
+    rc = fleet_handle(f, now, &m);
+    wire_msg_release(&m);
+    return rc;
+}
+
+/* Counts the outputs of f: SEND of wire_type to address (NULL: any). */
+static int s_count_sends(fleet_t *f, uint32_t wire_type, const char *address)
+{
+    fleet_out_t o;
+    int sends = 0;
+    while (fleet_poll(f, &o)) {
+        if (o.type == FOUT_SEND && o.wire_type == wire_type &&
+            (!address || strcmp(o.address, address) == 0))
+            sends++;
+        fleet_out_release(&o);
+    }
+    return sends;
+}
+
+/* A PROGRESS message names the documents of its plans: a node that lacks
+ * one fetches it from the sender at once; a source this node cannot ask
+ * yet (not in its view) gives way to one it can. */
+static void test_progress_names_documents(void)
+{
+    fleet_config_t c = s_cfg();
+    uint8_t id[FLEET_ID_LEN], peer[FLEET_ID_LEN], stranger[FLEET_ID_LEN], plan[FLEET_ID_LEN];
+    fn_node_id(0, id);
+    fn_node_id(1, peer);
+    fn_node_id(2, stranger);
+    memset(plan, 0x11, sizeof plan); /* the plan s_put_item names, and its document */
+
+    /* the sender side: a plan whose document is accepted */
+    fleet_t *s = fleet_new(&c, peer, "tcp://b:1", 5, 0);
+    REQUIRE(s);
+    fleet_member_t sm[2];
+    memset(sm, 0, sizeof sm);
+    memcpy(sm[0].id, peer, FLEET_ID_LEN);
+    snprintf(sm[0].address, sizeof sm[0].address, "tcp://b:1");
+    memcpy(sm[1].id, id, FLEET_ID_LEN);
+    snprintf(sm[1].address, sizeof sm[1].address, "tcp://a:1");
+    sm[0].live = sm[1].live = true;
+    fleet_set_members(s, 0, sm, 2);
+    uint8_t body[3000];
+    memset(body, 0x5a, sizeof body);
+    uint64_t keys[5] = {1, 2, 3, 4, 5};
+    bool gated[5] = {true, true, true, true, true};
+    fleet_rollout_t ro = s_ro();
+    CHECK(fleet_doc_add(s, 0, plan, 1, body, sizeof body) == 0);
+    CHECK(fleet_add_plan(s, 0, plan, 5, keys, gated, &ro) == 0);
+    s_count_sends(s, WIRE_PLAN, NULL);
+    progress_rec_t r = *fleet_record(s, plan, 2);
+    r.generation = 1;
+    r.state = TARGET_SKIPPED;
+    CHECK(fleet_record_local(s, 10, plan, 2, &r) == 0);
+    fleet_tick(s, 1000);
+    fleet_out_t o;
+    int named = 0;
+    while (fleet_poll(s, &o)) {
+        wire_msg_t m;
+        if (o.type == FOUT_SEND && o.wire_type == WIRE_PROGRESS &&
+            wire_decode(o.data, o.len, &m) == 0) {
+            const msgpack_object_array *docs;
+            uint8_t got[FLEET_ID_LEN];
+            if (wire_get_array(&m.body, "docs", &docs, 4) == 0 && docs->size == 1 &&
+                wire_get_bin_exact(&docs->ptr[0], "id", got, FLEET_ID_LEN) == 0 &&
+                memcmp(got, plan, FLEET_ID_LEN) == 0)
+                named++;
+            wire_msg_release(&m);
+        }
+        fleet_out_release(&o);
+    }
+    CHECK(named == 1);
+    fleet_destroy(&s);
+
+    /* the receiving side */
+    fleet_t *f = fleet_new(&c, id, "tcp://a:1", 3, 0);
+    REQUIRE(f);
+    fleet_member_t m[2];
+    memset(m, 0, sizeof m);
+    memcpy(m[0].id, id, FLEET_ID_LEN);
+    snprintf(m[0].address, sizeof m[0].address, "tcp://a:1");
+    memcpy(m[1].id, peer, FLEET_ID_LEN);
+    snprintf(m[1].address, sizeof m[1].address, "tcp://b:1");
+    m[0].live = m[1].live = true;
+    fleet_set_members(f, 0, m, 2);
+    s_count_sends(f, WIRE_PLAN, NULL);
+    /* heard of from a node not in the view: nobody to ask yet */
+    wire_writer_t *w = wire_writer_new(WIRE_PLAN, stranger, 4);
+    wire_put_u64(w, "k", 0);
+    wire_put_bin(w, "id", plan, FLEET_ID_LEN);
+    wire_put_u64(w, "kind", 1);
+    wire_put_u64(w, "size", sizeof body);
+    CHECK(s_feed_from(f, w, 20) == 0);
+    wire_writer_destroy(&w);
+    CHECK(fleet_doc_state(f, plan) == FLEET_DOC_FETCHING);
+    CHECK(s_count_sends(f, WIRE_PLAN, NULL) == 0);
+    /* a malformed document entry drops the whole message */
+    w = wire_writer_new(WIRE_PROGRESS, peer, 3);
+    wire_put_u64(w, "hop", 0);
+    wire_put_key(w, "items");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    s_put_item(wire_writer_packer(w), 32, 3, TARGET_RUNNING);
+    wire_put_key(w, "docs");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    msgpack_pack_map(wire_writer_packer(w), 3);
+    msgpack_pack_str_with_body(wire_writer_packer(w), "id", 2);
+    msgpack_pack_bin_with_body(wire_writer_packer(w), plan, FLEET_ID_LEN);
+    msgpack_pack_str_with_body(wire_writer_packer(w), "kind", 4);
+    msgpack_pack_uint8(wire_writer_packer(w), 1);
+    msgpack_pack_str_with_body(wire_writer_packer(w), "size", 4);
+    msgpack_pack_uint64(wire_writer_packer(w), 0);
+    CHECK(s_feed_from(f, w, 30) == GG_EMALFORMED);
+    wire_writer_destroy(&w);
+    CHECK(fleet_stats(f)->records_in == 0);
+    /* records from the peer, naming the document: asked of the peer at once */
+    w = wire_writer_new(WIRE_PROGRESS, peer, 3);
+    wire_put_u64(w, "hop", 0);
+    wire_put_key(w, "items");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    s_put_item(wire_writer_packer(w), 32, 3, TARGET_RUNNING);
+    wire_put_key(w, "docs");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    msgpack_pack_map(wire_writer_packer(w), 3);
+    msgpack_pack_str_with_body(wire_writer_packer(w), "id", 2);
+    msgpack_pack_bin_with_body(wire_writer_packer(w), plan, FLEET_ID_LEN);
+    msgpack_pack_str_with_body(wire_writer_packer(w), "kind", 4);
+    msgpack_pack_uint8(wire_writer_packer(w), 1);
+    msgpack_pack_str_with_body(wire_writer_packer(w), "size", 4);
+    msgpack_pack_uint64(wire_writer_packer(w), sizeof body);
+    CHECK(s_feed_from(f, w, 40) == 0);
+    wire_writer_destroy(&w);
+    CHECK(fleet_stats(f)->records_in == 1);
+    CHECK(s_count_sends(f, WIRE_PLAN, "tcp://b:1") == 1);
+    CHECK(fleet_doc_state(f, plan) == FLEET_DOC_FETCHING);
+    /* a PROGRESS of the previous version (no "docs") is accepted */
+    w = s_progress(peer, 0);
+    CHECK(s_feed_from(f, w, 50) == 0);
+    wire_writer_destroy(&w);
+    fleet_destroy(&f);
+}
+
 int main(void)
 {
     GG_RUN(test_config_and_api);
@@ -1930,6 +2136,8 @@ int main(void)
     GG_RUN(test_net_late_plan_waits_for_pull);
     GG_RUN(test_net_push_epidemic);
     GG_RUN(test_net_paged_pull);
+    GG_RUN(test_net_pull_same_state);
+    GG_RUN(test_progress_names_documents);
     GG_RUN(test_push_fanout_scales);
     GG_DONE();
 }

@@ -5,6 +5,7 @@
 #include "wire.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static uint64_t s_rng = 0x1234567;
 
@@ -122,6 +123,73 @@ static void test_codec(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* Packs a record map by hand: keys in the given order, `dup` (if not NULL)
+ * a key written a second time with another value, `skip` a key left out,
+ * plus an unknown key and a non-string key. */
+static int s_unpack_variant(const char *const *order, const char *dup, const char *skip,
+                            progress_rec_t *out)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint32_t n = 0;
+    for (int i = 0; order[i]; i++)
+        n += skip && strcmp(order[i], skip) == 0 ? 0 : 1;
+    msgpack_pack_map(&pk, n + (dup ? 1 : 0) + 2);
+    msgpack_pack_str_with_body(&pk, "zz", 2); /* unknown: ignored */
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, 5); /* an integer key: ignored */
+    msgpack_pack_uint32(&pk, 1);
+    uint8_t holder[32];
+    memset(holder, 0xAB, sizeof holder);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; order[i]; i++) {
+            const char *k = order[i];
+            if ((skip && strcmp(k, skip) == 0) || (pass == 1 && (!dup || strcmp(k, dup) != 0)))
+                continue;
+            uint32_t v = pass == 0 ? 3 : 4; /* a duplicate carries another value */
+            msgpack_pack_str_with_body(&pk, k, strlen(k));
+            if (strcmp(k, "h") == 0)
+                msgpack_pack_bin_with_body(&pk, holder, sizeof holder);
+            else if (strcmp(k, "err") == 0)
+                msgpack_pack_str_with_body(&pk, pass == 0 ? "first" : "second", pass == 0 ? 5 : 6);
+            else if (strcmp(k, "x") == 0)
+                msgpack_pack_int32(&pk, pass == 0 ? -3 : -4);
+            else
+                msgpack_pack_uint32(&pk, v);
+        }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    int rc = GG_EINTERNAL;
+    if (msgpack_unpack_next(&up, sb.data, sb.size, NULL) == MSGPACK_UNPACK_SUCCESS)
+        rc = progress_unpack(&up.data, out);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* Keys in any order; the first of a repeated key counts; unknown keys are
+ * ignored; every field is required. */
+static void test_unpack_keys(void)
+{
+    static const char *const fwd[] = {"e", "g",  "a",  "st", "sp",  "h",
+                                      "x", "t0", "t1", "d",  "err", NULL};
+    static const char *const rev[] = {"err", "d",  "t1", "t0", "x", "h",
+                                      "sp",  "st", "a",  "g",  "e", NULL};
+    progress_rec_t a, b;
+    CHECK_EQ_INT(s_unpack_variant(fwd, NULL, NULL, &a), 0);
+    CHECK_EQ_INT(s_unpack_variant(rev, NULL, NULL, &b), 0);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    CHECK(a.epoch == 3 && a.state == 3 && a.exit_code == -3 && a.holder[31] == 0xAB);
+    CHECK(strcmp(a.error, "first") == 0);
+    for (int i = 0; fwd[i]; i++) {
+        CHECK_EQ_INT(s_unpack_variant(fwd, fwd[i], NULL, &b), 0);
+        CHECK(memcmp(&a, &b, sizeof a) == 0);
+        CHECK_EQ_INT(s_unpack_variant(fwd, NULL, fwd[i], &b), GG_EMALFORMED);
+    }
+}
+
 static void test_names(void)
 {
     target_state_t s;
@@ -139,6 +207,7 @@ int main(void)
     GG_RUN(test_semilattice);
     GG_RUN(test_order);
     GG_RUN(test_codec);
+    GG_RUN(test_unpack_keys);
     GG_RUN(test_names);
     GG_DONE();
 }
