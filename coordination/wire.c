@@ -451,6 +451,27 @@ out:
     return rc;
 }
 
+int wire_decode_in(const void *data, size_t len, msgpack_zone *zone, wire_msg_t *msg)
+{
+    msgpack_object root;
+    size_t off = 0;
+    assert(msg && zone);
+    memset(msg, 0, sizeof *msg);
+    if (!data || len == 0)
+        return GG_EMALFORMED;
+    if (len > WIRE_MAX_MESSAGE)
+        return GG_ETOOBIG;
+    int rc = wire_validate(data, len);
+    if (rc)
+        return rc;
+    if (msgpack_unpack(data, len, &off, zone, &root) != MSGPACK_UNPACK_SUCCESS || off != len)
+        return GG_EMALFORMED;
+    rc = s_envelope(&root, msg);
+    if (rc)
+        memset(msg, 0, sizeof *msg);
+    return rc;
+}
+
 void wire_msg_release(wire_msg_t *msg)
 {
     if (!msg)

@@ -849,8 +849,14 @@ static void s_deliver(sim_t *sim, sim_node_t *node, void *state, uint64_t now,
 {
     s_inst_t *in = state;
     wire_msg_t msg;
-    int rc = wire_decode(p->data, p->len, &msg);
+    static msgpack_zone *zone; /* one per process, emptied after each message */
+    if (!zone && !(zone = msgpack_zone_new(64u * 1024u))) {
+        sim_violation(sim, "codec", (int32_t) p->from, (int32_t) node->index, "out of memory");
+        return;
+    }
+    int rc = wire_decode_in(p->data, p->len, zone, &msg);
     if (rc != 0) {
+        msgpack_zone_clear(zone);
         sim_violation(sim, "codec", (int32_t) p->from, (int32_t) node->index,
                       "%s cannot decode a %s of %zu bytes from n%u: %s", node->name,
                       wire_type_name(p->type), p->len, p->from, gg_strerror(rc));
@@ -865,6 +871,7 @@ static void s_deliver(sim_t *sim, sim_node_t *node, void *state, uint64_t now,
                       wire_type_name(p->type), p->len, p->from, gg_strerror(rc));
     }
     wire_msg_release(&msg);
+    msgpack_zone_clear(zone);
     s_drain(in, now);
 }
 

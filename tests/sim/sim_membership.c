@@ -119,11 +119,14 @@ static bool s_msg_eq(const membership_msg_t *a, const membership_msg_t *b)
 static int s_decode(const uint8_t *data, size_t len, membership_msg_t **out)
 {
     wire_msg_t w;
-    int rc = wire_decode(data, len, &w);
-    if (rc != 0)
-        return rc;
-    rc = membership_msg_decode(&w, out);
+    static msgpack_zone *zone; /* one per process, emptied after each message */
+    if (!zone && !(zone = msgpack_zone_new(64u * 1024u)))
+        return GG_ENOMEM;
+    int rc = wire_decode_in(data, len, zone, &w);
+    if (rc == 0)
+        rc = membership_msg_decode(&w, out);
     wire_msg_release(&w);
+    msgpack_zone_clear(zone);
     return rc;
 }
 

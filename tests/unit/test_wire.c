@@ -327,6 +327,40 @@ static void test_truncated_every_offset(void)
     msgpack_sbuffer_destroy(&sbuf);
 }
 
+/* wire_decode_in: the same verdicts and fields as wire_decode, with one
+ * zone reused (cleared) across many messages, truncated ones included. */
+static void test_decode_in_zone(void)
+{
+    msgpack_sbuffer sbuf;
+    s_sample(&sbuf);
+    msgpack_zone *zone = msgpack_zone_new(1024);
+    REQUIRE(zone);
+    wire_msg_t a, b;
+    for (int round = 0; round < 1000; round++) {
+        REQUIRE(wire_decode(sbuf.data, sbuf.size, &a) == 0);
+        REQUIRE(wire_decode_in(sbuf.data, sbuf.size, zone, &b) == 0);
+        CHECK(b.zone == NULL);
+        CHECK_EQ_INT(a.type, b.type);
+        CHECK(memcmp(a.sender, b.sender, WIRE_ID_LEN) == 0);
+        CHECK(msgpack_object_equal(a.body, b.body));
+        wire_msg_release(&a);
+        wire_msg_release(&b);
+        msgpack_zone_clear(zone);
+    }
+    for (size_t k = 0; k < sbuf.size; k++) {
+        char *cut = malloc(k ? k : 1);
+        REQUIRE(cut);
+        memcpy(cut, sbuf.data, k);
+        CHECK_EQ_INT(wire_decode_in(cut, k, zone, &b), GG_EMALFORMED);
+        CHECK(b.zone == NULL && b.type == 0);
+        msgpack_zone_clear(zone);
+        free(cut);
+    }
+    CHECK_EQ_INT(wire_decode_in(sbuf.data, WIRE_MAX_MESSAGE + 1, zone, &b), GG_ETOOBIG);
+    msgpack_zone_free(zone);
+    msgpack_sbuffer_destroy(&sbuf);
+}
+
 static void test_trailing_and_not_a_map(void)
 {
     msgpack_sbuffer sbuf;
@@ -893,6 +927,7 @@ int main(void)
     GG_RUN(test_round_trip);
     GG_RUN(test_nested);
     GG_RUN(test_truncated_every_offset);
+    GG_RUN(test_decode_in_zone);
     GG_RUN(test_trailing_and_not_a_map);
     GG_RUN(test_envelope_fields);
     GG_RUN(test_versions);
