@@ -36,6 +36,20 @@ int docstore_put(store_batch_t *b, const uint8_t id[DOCSTORE_ID_LEN], uint8_t ki
     return rc;
 }
 
+int docstore_del(store_batch_t *b, const uint8_t id[DOCSTORE_ID_LEN], size_t len)
+{
+    uint8_t key[DOCSTORE_META_KEY];
+    key[0] = 'd';
+    memcpy(key + 1, id, DOCSTORE_ID_LEN);
+    int rc = store_batch_del(b, STORE_DB_PLANS, key, sizeof key);
+    for (size_t off = 0, chunk = 0; rc == 0 && off < len; off += DOCSTORE_CHUNK_BYTES, chunk++) {
+        uint8_t ckey[37];
+        s_chunk_key(id, (uint32_t) chunk, ckey);
+        rc = store_batch_del(b, STORE_DB_PLANS, ckey, sizeof ckey);
+    }
+    return rc;
+}
+
 /* Copies part of one chunk straight out of the read transaction. */
 typedef struct {
     size_t within;

@@ -30,6 +30,11 @@
 int docstore_put(store_batch_t *b, const uint8_t id[DOCSTORE_ID_LEN], uint8_t kind,
                  const void *data, size_t len);
 
+/* Deletes the index entry and chunks of a document of len bytes in batch b
+ * (what docstore_put wrote; the caller commits). Returns 0 or
+ * store_batch_del's error (a missing key is not one). */
+int docstore_del(store_batch_t *b, const uint8_t id[DOCSTORE_ID_LEN], size_t len);
+
 /* Copies [offset, offset + len) of the stored document into buf. Returns the
  * bytes copied: fewer than len when the document is shorter, absent or
  * unreadable. */

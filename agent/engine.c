@@ -35,6 +35,7 @@
 #include "store.h"
 
 #include <czmq.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -594,6 +595,28 @@ static int s_accept_plan(engine_t *self, plan_t *plan, bool local, const uint8_t
     return 200;
 }
 
+/* Checking a plan document in canonical form (what the CLI sends and peers
+ * replicate): its signature and every target, without a JSON tree of the
+ * whole; the targets stay in the stored document (plan_from_canonical). It
+ * touches nothing of the engine (the trust set is only read, and nothing
+ * changes it while a check runs), so a large replicated plan is checked on a
+ * worker thread while the loop writes it into the store (s_on_large_plan). */
+typedef struct {
+    /* in */
+    const char *text;
+    size_t len;
+    const trust_t *trust;
+    void *reader_arg;        /* the engine, for the plan's document reader (not called here) */
+    const uint8_t *known_id; /* the id it was replicated or stored under; NULL when submitted */
+    /* out */
+    int rc;     /* GG_EMALFORMED: not canonical; the general path must judge it */
+    int status; /* otherwise: 200 with plan, or 400, 403, 500 with err */
+    plan_t *plan;
+    uint8_t id[32];
+    uint8_t signer[CERT_PUBLIC_LEN];
+    char err[256];
+} s_check_t;
+
 /* The first error of diag, for an answer. */
 static void s_plan_error(plan_diag_t *diag, char *err, size_t errlen)
 {
@@ -602,65 +625,102 @@ static void s_plan_error(plan_diag_t *diag, char *err, size_t errlen)
              first ? json_string_value(json_object_get(first, "message")) : "unreadable");
 }
 
-/* A plan document in canonical form (what the CLI sends and peers
- * replicate) is verified and indexed without a JSON tree of the whole: its
- * targets stay in the stored document (plan_from_canonical). Returns 0 with
- * the status set, or GG_EMALFORMED when the document must take the general
- * path (not in canonical form, or a signature that only that path can
- * judge). */
-static int s_accept_canonical(engine_t *self, const char *text, size_t len, bool local,
-                              uint8_t id_out[32], s_plan_t **plan_out, char *err, size_t errlen,
-                              int *status)
+/* True when text has the shape of a canonical signed plan document (cheap:
+ * the envelope's ends and the payload's first bytes). */
+static bool s_looks_canonical_plan(const char *text, size_t len, size_t *off, size_t *plen,
+                                   uint8_t signer[CERT_PUBLIC_LEN], uint8_t sig[CERT_SIG_LEN])
 {
     static const char plan_head[] = "{\"apiVersion\":";
+    return signed_split(text, len, off, plen, signer, sig) == 0 && *plen >= sizeof plan_head - 1 &&
+           memcmp(text + *off, plan_head, sizeof plan_head - 1) == 0;
+}
+
+static void s_check_canonical(s_check_t *c)
+{
     size_t off = 0, plen = 0;
-    uint8_t signer[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN];
-    if (signed_split(text, len, &off, &plen, signer, sig) != 0 || plen < sizeof plan_head - 1 ||
-        memcmp(text + off, plan_head, sizeof plan_head - 1) != 0)
-        return GG_EMALFORMED;
-    int rc = signed_verify_bytes(text + off, plen, signer, sig, agent_trust(self->agent));
-    if (rc == GG_EPERM) {
-        *status = 403;
-        snprintf(err, errlen, "the document is not signed by a trusted operator key");
-        return 0;
+    uint8_t sig[CERT_SIG_LEN];
+    plan_diag_t *diag = NULL;
+    c->rc = 0;
+    c->status = 400;
+    c->plan = NULL;
+    c->err[0] = '\0';
+    if (!s_looks_canonical_plan(c->text, c->len, &off, &plen, c->signer, sig)) {
+        c->rc = GG_EMALFORMED;
+        return;
     }
-    if (rc != 0)
-        return GG_EMALFORMED;
-    plan_t *plan = NULL;
-    plan_diag_t *diag = plan_diag_new();
-    rc = plan_from_canonical(text, len, off, plen, s_doc_read, self, &plan, diag);
-    if (rc == GG_EMALFORMED) {
-        plan_diag_destroy(&diag);
-        return rc;
+    int rc = signed_verify_bytes(c->text + off, plen, c->signer, sig, c->trust);
+    if (rc == GG_EPERM) {
+        c->status = 403;
+        snprintf(c->err, sizeof c->err, "the document is not signed by a trusted operator key");
+        return;
     }
     if (rc != 0) {
-        s_plan_error(diag, err, errlen);
-        plan_diag_destroy(&diag);
-        *status = rc == GG_ENOMEM ? 500 : 400;
-        return 0;
+        c->rc = GG_EMALFORMED; /* the general path tells a bad signature (401) */
+        return;
+    }
+    if (!(diag = plan_diag_new())) {
+        c->status = 500;
+        snprintf(c->err, sizeof c->err, "out of memory");
+        return;
+    }
+    rc = plan_from_canonical(c->text, c->len, off, plen, c->known_id, s_doc_read, c->reader_arg,
+                             &c->plan, diag);
+    if (rc == GG_EMALFORMED) {
+        c->rc = rc;
+    } else if (rc != 0) {
+        s_plan_error(diag, c->err, sizeof c->err);
+        c->status = rc == GG_ENOMEM ? 500 : 400;
+    } else if (signed_hex_decode(plan_id(c->plan), c->id, 32) != 0) {
+        plan_destroy(&c->plan);
+        c->status = 500;
+        snprintf(c->err, sizeof c->err, "cannot hash the payload");
+    } else {
+        c->status = 200;
     }
     plan_diag_destroy(&diag);
-    if (signed_hex_decode(plan_id(plan), id_out, 32) != 0) {
-        plan_destroy(&plan);
-        *status = 500;
-        snprintf(err, errlen, "cannot hash the payload");
+}
+
+/* Returns 0 with the status set, or GG_EMALFORMED when the document must
+ * take the general path (not in canonical form, or a signature that only
+ * that path can judge). known_id: as in s_accept_doc. */
+static int s_accept_canonical(engine_t *self, const char *text, size_t len, bool local,
+                              const uint8_t *known_id, uint8_t id_out[32], s_plan_t **plan_out,
+                              char *err, size_t errlen, int *status)
+{
+    s_check_t c = {.text = text,
+                   .len = len,
+                   .trust = agent_trust(self->agent),
+                   .reader_arg = self,
+                   .known_id = known_id};
+    s_check_canonical(&c);
+    if (c.rc != 0)
+        return c.rc;
+    if (c.status != 200) {
+        *status = c.status;
+        snprintf(err, errlen, "%s", c.err);
         return 0;
     }
-    *status = s_accept_plan(self, plan, local, signer, id_out, plan_out, err, errlen);
+    memcpy(id_out, c.id, 32);
+    *status = s_accept_plan(self, c.plan, local, c.signer, id_out, plan_out, err, errlen);
     return 0;
 }
 
 /* Verifies and applies one signed document. On success *kind and the id are
- * filled. Returns an HTTP-like status (200, 400, 401, 403, 404, 409). */
+ * filled. known_id is the id a document was replicated or stored under (the
+ * caller compares it with the id found), NULL for one submitted here: a
+ * canonical plan whose bytes hash to it needs no proof of its targets' form
+ * (plan_from_canonical). Returns an HTTP-like status (200, 400, 401, 403,
+ * 404, 409). */
 static int s_accept_doc(engine_t *self, const char *text, size_t len, bool local,
-                        uint8_t id_out[32], uint8_t *kind_out, s_plan_t **plan_out, char *err,
-                        size_t errlen)
+                        const uint8_t *known_id, uint8_t id_out[32], uint8_t *kind_out,
+                        s_plan_t **plan_out, char *err, size_t errlen)
 {
     json_t *doc = NULL, *payload = NULL;
     uint8_t signer[32];
     char idhex[SIGNED_HASH_HEX_LEN + 1];
     int status = 400;
-    if (s_accept_canonical(self, text, len, local, id_out, plan_out, err, errlen, &status) == 0) {
+    if (s_accept_canonical(self, text, len, local, known_id, id_out, plan_out, err, errlen,
+                           &status) == 0) {
         *kind_out = ENGINE_DOC_PLAN;
         return status;
     }
@@ -774,12 +834,88 @@ static void s_retry_deferred(engine_t *self)
     free(waiting);
 }
 
+static void *s_check_thread(void *arg)
+{
+    s_check_canonical(arg);
+    return NULL;
+}
+
+/* A large replicated plan (a canonical document of at least a chunk): the
+ * check runs on a worker thread while the loop writes the document into the
+ * store's open batch; the loop then waits for the verdict (the check takes
+ * about as long as the write, so the two overlap instead of adding up).
+ * Accepted: the batch is committed with it. Refused: its keys are deleted
+ * again before the commit (other writes in the batch stay). Returns false,
+ * having changed nothing, when the document is not of that kind or no
+ * thread could start: the caller then takes the serial path. */
+static bool s_on_large_plan(engine_t *self, const uint8_t id[32], const uint8_t *data, size_t len)
+{
+    size_t off, plen;
+    uint8_t signer[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN];
+    if (len < DOCSTORE_CHUNK_BYTES ||
+        !s_looks_canonical_plan((const char *) data, len, &off, &plen, signer, sig))
+        return false;
+    s_check_t c = {.text = (const char *) data,
+                   .len = len,
+                   .trust = agent_trust(self->agent),
+                   .reader_arg = self,
+                   .known_id = id};
+    pthread_t worker;
+    if (pthread_create(&worker, NULL, s_check_thread, &c) != 0)
+        return false;
+    uint64_t t0 = s_now();
+    store_batch_t *b = s_batch(self);
+    int stored = b ? docstore_put(b, id, ENGINE_DOC_PLAN, data, len) : GG_EIO;
+    uint64_t t1 = s_now();
+    pthread_join(worker, NULL);
+    uint64_t t2 = s_now();
+    if (c.rc != 0) { /* not canonical after all: undo, and let the general path judge */
+        if (b && stored == 0)
+            (void) docstore_del(b, id, len);
+        return false;
+    }
+    int status = c.status;
+    char err[256];
+    snprintf(err, sizeof err, "%s", c.err);
+    if (status == 200 && memcmp(c.id, id, 32) != 0) {
+        plan_destroy(&c.plan);
+        status = 400;
+        snprintf(err, sizeof err, "its id does not match its content");
+    }
+    uint8_t got[32];
+    memcpy(got, c.id, 32);
+    if (status == 200)
+        status = s_accept_plan(self, c.plan, false, c.signer, got, NULL, err, sizeof err);
+    if (status != 200) {
+        if (b && stored == 0)
+            (void) docstore_del(b, id, len);
+        s_commit(self);
+        self->docs_rejected++;
+        gg_warn("engine: a replicated document was refused: %s", err);
+        fleet_doc_reject(self->fleet, s_now(), id);
+        return true;
+    }
+    s_commit(self);
+    if (stored != 0) {
+        self->persist_errors++;
+        gg_error("engine: cannot store a replicated document");
+    }
+    gg_debug("engine: a replicated plan of %zu bytes: stored in %llu ms while checked in %llu ms "
+             "(waited %llu ms more), committed in %llu ms",
+             len, (unsigned long long) (t1 - t0), (unsigned long long) (t2 - t0),
+             (unsigned long long) (t2 - t1), (unsigned long long) (s_now() - t2));
+    fleet_doc_accept(self->fleet, s_now(), id);
+    return true;
+}
+
 static void s_on_doc(engine_t *self, const uint8_t id[32], const uint8_t *data, size_t len)
 {
+    if (s_on_large_plan(self, id, data, len))
+        return;
     uint8_t got[32], kind = 0;
     char err[256] = "";
     int status =
-        s_accept_doc(self, (const char *) data, len, false, got, &kind, NULL, err, sizeof err);
+        s_accept_doc(self, (const char *) data, len, false, id, got, &kind, NULL, err, sizeof err);
     if (status == 404 && kind == ENGINE_DOC_COMMAND && memcmp(got, id, 32) == 0) {
         s_defer(self, id, data, len);
         return;
@@ -1261,8 +1397,8 @@ static int s_restore_doc(const void *key, size_t klen, const void *val, size_t v
     } else {
         uint8_t got[32], got_kind;
         char err[256];
-        if (s_accept_doc(self, text, (size_t) size, false, got, &got_kind, NULL, err, sizeof err) !=
-            200)
+        if (s_accept_doc(self, text, (size_t) size, false, id, got, &got_kind, NULL, err,
+                         sizeof err) != 200)
             gg_error("engine: a stored plan no longer verifies (%s); skipped", err);
     }
     fleet_restore_doc(self->fleet, id, kind, size);
@@ -1322,7 +1458,7 @@ static void s_restore(engine_t *self)
         uint8_t got[32], kind;
         char err[256];
         const char *t = json_string_value(text);
-        s_accept_doc(self, t, strlen(t), false, got, &kind, NULL, err, sizeof err);
+        s_accept_doc(self, t, strlen(t), false, NULL, got, &kind, NULL, err, sizeof err);
     }
     self->restoring = false;
     self->audit_seq = audit;
@@ -1584,7 +1720,7 @@ int engine_submit_plan(engine_t *self, const char *body, size_t len, json_t **an
     uint8_t id[32], kind = 0;
     char err[512] = "";
     s_plan_t *p = NULL;
-    int status = s_accept_doc(self, body, len, true, id, &kind, &p, err, sizeof err);
+    int status = s_accept_doc(self, body, len, true, NULL, id, &kind, &p, err, sizeof err);
     if (status == 200 && kind != ENGINE_DOC_PLAN) {
         status = 400;
         snprintf(err, sizeof err, "the document is a command, not a plan");
@@ -1633,7 +1769,7 @@ int engine_submit_command(engine_t *self, const engine_plan_t *p, const char *ac
     }
     json_decref(doc);
     uint8_t id[32], kind = 0;
-    status = s_accept_doc(self, body, len, true, id, &kind, NULL, err, sizeof err);
+    status = s_accept_doc(self, body, len, true, NULL, id, &kind, NULL, err, sizeof err);
     if (status == 200 && kind != ENGINE_DOC_COMMAND) {
         status = 400;
         snprintf(err, sizeof err, "the document is a plan, not a command");

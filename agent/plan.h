@@ -220,20 +220,33 @@ typedef size_t(plan_doc_reader_fn)(void *arg, const uint8_t id[32], uint64_t off
  * of a stored signed document whose payload (bytes [payload_off,
  * payload_off + payload_len) of text) is already in canonical form
  * (signed.h). The payload is read piece by piece (head, then one frozen
- * target at a time, each parsed, checked exactly as plan_from_json checks it,
- * and freed), so the whole document is never a JSON tree in memory. What is
- * kept: the spec, and per target its ref, its approval flag and where its
- * JSON lies in `text`; plan_target_load reads a target back through `reader`
- * (which must serve the same bytes as text for the plan's id; may be NULL
- * when no target is ever loaded). The id is the BLAKE2b-256 of the payload
- * bytes, equal to signed_hash_hex of the parsed payload.
+ * target at a time, each parsed with jansson, duplicate keys refused,
+ * checked exactly as plan_from_json checks it, and freed), so the whole
+ * document is never a JSON tree in memory. What is kept: the spec, and per
+ * target its ref, its approval flag and where its JSON lies in `text`;
+ * plan_target_load reads a target back through `reader` (which must serve
+ * the same bytes as text for the plan's id; may be NULL when no target is
+ * ever loaded). The id is the BLAKE2b-256 of the payload bytes.
+ *
+ * The form of the bytes: each piece is re-dumped and compared with its
+ * bytes, which proves them canonical, so the id equals signed_hash_hex of
+ * the parsed payload (what the CLI printed and every other path computes).
+ * replicated_id (32 bytes, or NULL) is the id a document was replicated or
+ * stored under: when the payload's hash equals it, the targets are not
+ * re-dumped (about a third of the time), because that id already is the hash
+ * of the bytes every node stores, so all nodes agree on it whatever their
+ * form. Their fields are checked all the same. The node a plan is submitted
+ * to passes NULL and keeps the full proof; a document whose hash differs
+ * from replicated_id (one re-serialised before it was submitted, whose id is
+ * that of its canonical form) is proven as with NULL.
+ *
  * Returns 0; GG_EMALFORMED when the payload is not in canonical form or not a
  * plan's shape (the caller may then parse it whole: plan_from_json gives the
  * exact errors); GG_EINVAL for a plan with errors (in diag, may be NULL);
  * GG_ENOMEM. */
 int plan_from_canonical(const char *text, size_t len, size_t payload_off, size_t payload_len,
-                        plan_doc_reader_fn *reader, void *reader_arg, plan_t **out,
-                        plan_diag_t *diag);
+                        const uint8_t *replicated_id, plan_doc_reader_fn *reader, void *reader_arg,
+                        plan_t **out, plan_diag_t *diag);
 
 void plan_destroy(plan_t **self_p);
 

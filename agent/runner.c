@@ -127,7 +127,7 @@ typedef struct s_run {
     uint64_t id;
     const plan_t *plan;
     const plan_spec_t *spec;
-    plan_target_t *target; /* loaded for the run (a compact plan reads it back) */
+    plan_target_t *target; /* loaded for the run when it reads it (s_reads_target) */
     uint32_t index;
     uint32_t epoch;
     uint32_t attempt;
@@ -1392,7 +1392,8 @@ static int s_on_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
             run->outcome.tail_len = run->logbuf_len;
         }
         gg_debug("runner: run %llu (%s, attempt %u) ended %s", (unsigned long long) run->id,
-                 run->target->ref, run->attempt, target_state_name(run->outcome.state));
+                 plan_target_ref(run->plan, run->index), run->attempt,
+                 target_state_name(run->outcome.state));
         run->done(run->arg, run->id, &run->outcome);
         s_run_free(run);
     }
@@ -1467,6 +1468,19 @@ void runner_destroy(runner_t **self_p)
     *self_p = NULL;
 }
 
+/* Whether a run reads its target's fields (ref, path, entity, ...): every
+ * step but noop does, and so do the hooks and docs.catalogOut. A run that
+ * does not never loads its target (run->target stays NULL). */
+static bool s_reads_target(const plan_spec_t *s)
+{
+    if (s->precheck.run || s->verify.run || s->judge.run || s->docs_catalog_out)
+        return true;
+    for (size_t i = 0; i < s->step_count; i++)
+        if (s->steps[i].kind != PLAN_STEP_NOOP)
+            return true;
+    return false;
+}
+
 int runner_start(runner_t *r, const plan_t *plan, uint32_t index, uint32_t epoch, uint32_t attempt,
                  runner_done_fn *done, void *arg, uint64_t *run_id)
 {
@@ -1483,7 +1497,9 @@ int runner_start(runner_t *r, const plan_t *plan, uint32_t index, uint32_t epoch
     run->owner = r;
     run->plan = plan;
     run->spec = plan_spec(plan);
-    int lrc = plan_target_load(plan, index, &run->target);
+    /* A compact plan's target is read back from the store: only when the
+     * run reads its fields. */
+    int lrc = s_reads_target(run->spec) ? plan_target_load(plan, index, &run->target) : 0;
     if (lrc != 0) {
         s_run_free(run);
         return lrc;

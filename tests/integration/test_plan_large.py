@@ -15,7 +15,10 @@ target runs. This checks, end to end, that nothing a user sees changes:
   id, and a plan that only ever travels in that form is held whole by every node
   and completes;
 - a node killed with SIGKILL and restarted rebuilds its plans from its store: same
-  totals, counts, report.
+  totals, counts, report;
+- a large plan signed by an operator that one node does not trust is held by the
+  nodes that trust it and refused by that node, which keeps nothing of it (not even
+  after a restart) and still holds the plans it can verify.
 The signed body the CLI sends is captured by pointing `gaggle plan apply` at a
 small local HTTP server.
 """
@@ -276,6 +279,65 @@ class LargePlanTest(harness.AgentTestCase):
         report_after = back.get_json(f"/v1/plans/{plan_id}/report")
         self.assertEqual(len(report_after.get("targets", [])), len(report_before.get("targets", [])))
         self.assertEqual(self.all_refs(back, plan_id), want_refs)
+
+    def test_replicated_plan_refused_by_one_node(self):
+        """A large replicated plan is checked while it is written to the store;
+        a node that refuses it (here: signed by an operator it does not trust)
+        undoes the write and keeps running."""
+        self.cluster.write("catalog/catalog-info.yaml", catalog_text(N_BIG, "svc"))
+        main = self.cluster.operator  # signs node certificates; every node trusts it
+        other = self.cluster.make_operator("other", trusted=False)
+        both = self.cluster.path("operators-both")
+        os.makedirs(both)
+        for op in (main, other):
+            with open(op.pub) as src, open(os.path.join(both, op.name + ".pub"), "w") as dst:
+                dst.write(src.read())
+        agents, seed = [], None
+        for name in ("a", "b", "c"):
+            args = ["--workers", "16"]
+            if name != "c":
+                args += ["--operators", both]
+            if seed:
+                args += ["--join", f"tcp://127.0.0.1:{seed.bind_port}"]
+            agents.append(self.cluster.start_agent(name, args=args))
+            seed = seed or agents[0]
+        a, b, c = agents
+
+        def converged():
+            return all(sum(m["state"] == "alive" for m in x.get_json("/v1/members")["members"])
+                       == 3 for x in agents)
+        wait_until(converged, CONVERGE, "every agent to see every agent alive")
+
+        plan = self.write_plan("big.yaml", "by-other", "    - {name: touch, noop: {}}\n",
+                               "  rollout: {maxParallel: 1}\n")
+        env = {"GAGGLE_KEY": other.key}
+        code, out, err = harness.gaggle("--addr", a.http_addr, "plan", "apply", plan, "--json",
+                                        env=env, timeout=180.0)
+        self.assertEqual(code, 0, err)
+        plan_id = json.loads(out)["id"]
+        self.held_everywhere([a, b], plan_id, N_BIG)
+        c.wait_log("a replicated document was refused: the document is not signed by a "
+                   "trusted operator key", timeout=CONVERGE)
+        status, _, _ = c.get(f"/v1/plans/{plan_id}")
+        self.assertEqual(status, 404)
+
+        # A plan c can verify still arrives, and c keeps nothing of the refused
+        # one across a restart.
+        good = self.write_plan("good.yaml", "by-main", "    - {name: touch, noop: {}}\n",
+                               "  targets: {exclude: ["
+                               + ", ".join(f"svc-{i:05d}" for i in range(1500, N_BIG)) + "]}\n")
+        code, out, err = self.gaggle(a.http_addr, "plan", "apply", good, "--json")
+        self.assertEqual(code, 0, err)
+        good_id = json.loads(out)["id"]
+        self.held_everywhere(agents, good_id, 1500)
+        c.signal(signal.SIGKILL)
+        c.wait_exit()
+        back = self.cluster.start_agent(
+            "c", identity=c.identity, bind_port=c.bind_port,
+            args=["--workers", "16", "--join", f"tcp://127.0.0.1:{a.bind_port}"])
+        self.held_everywhere([back], good_id, 1500)
+        self.assertEqual([p["id"] for p in back.get_json("/v1/plans")["plans"]], [good_id])
+        self.assertNotIn("no longer verifies", back.log())
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -223,7 +224,7 @@ static void test_index_matches_whole(void)
     s_mem_doc_t mem = {text, len, 0};
     plan_t *q = NULL;
     plan_diag_t *diag = plan_diag_new();
-    CHECK_EQ_INT(plan_from_canonical(text, len, off, plen, s_mem_read, &mem, &q, diag), 0);
+    CHECK_EQ_INT(plan_from_canonical(text, len, off, plen, NULL, s_mem_read, &mem, &q, diag), 0);
     REQUIRE(q);
     CHECK(plan_is_compact(q));
     CHECK(!plan_is_compact(p));
@@ -307,25 +308,42 @@ static char *s_edit(const char *text, size_t len, const char *from, const char *
     return out;
 }
 
+/* How an edited document reaches plan_from_canonical: submitted (no id), or
+ * replicated under the hash of its payload bytes, or replicated under
+ * another id (`other`). */
+typedef enum { S_SUBMITTED, S_REPLICATED, S_REPLICATED_OTHER } s_as_t;
+
 /* plan_from_canonical on an edited document: the edit stays inside the
- * payload, so the envelope still splits. */
-static int s_from_edited(const char *text, size_t len, const char *from, const char *to,
-                         plan_diag_t *diag)
+ * payload, so the envelope still splits. When out is not NULL the plan is
+ * handed over on success. */
+static int s_from_edited_as(const char *text, size_t len, const char *from, const char *to,
+                            s_as_t as, const uint8_t other[32], plan_t **out, plan_diag_t *diag)
 {
     size_t elen = 0, off = 0, plen = 0;
     char *edited = s_edit(text, len, from, to, &elen);
-    uint8_t k[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN];
+    uint8_t k[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN], hash[32];
     if (!edited)
         return -1000;
     int rc = signed_split(edited, elen, &off, &plen, k, sig);
+    crypto_generichash(hash, sizeof hash, (const unsigned char *) edited + off, plen, NULL, 0);
+    const uint8_t *id = as == S_REPLICATED ? hash : as == S_REPLICATED_OTHER ? other : NULL;
     plan_t *q = NULL;
     if (rc == 0)
-        rc = plan_from_canonical(edited, elen, off, plen, NULL, NULL, &q, diag);
+        rc = plan_from_canonical(edited, elen, off, plen, id, NULL, NULL, &q, diag);
     if (rc == 0 && !q)
         rc = -1001;
-    plan_destroy(&q);
+    if (rc == 0 && out)
+        *out = q;
+    else
+        plan_destroy(&q);
     free(edited);
     return rc;
+}
+
+static int s_from_edited(const char *text, size_t len, const char *from, const char *to,
+                         plan_diag_t *diag)
+{
+    return s_from_edited_as(text, len, from, to, S_SUBMITTED, NULL, NULL, diag);
 }
 
 static bool s_has_error(plan_diag_t *diag, const char *where, const char *what)
@@ -398,7 +416,7 @@ static void test_refusals(void)
     REQUIRE(signed_split(text, len, &off, &plen, k, sig) == 0);
     s_mem_doc_t short_doc = {text, len / 2, 0};
     plan_t *q = NULL;
-    REQUIRE(plan_from_canonical(text, len, off, plen, s_mem_read, &short_doc, &q, NULL) == 0);
+    REQUIRE(plan_from_canonical(text, len, off, plen, NULL, s_mem_read, &short_doc, &q, NULL) == 0);
     plan_target_t *t = NULL;
     CHECK_EQ_INT(plan_target_load(q, 4, &t), GG_EIO);
     CHECK(t == NULL);
@@ -409,15 +427,15 @@ static void test_refusals(void)
     REQUIRE(swap);
     swap[26] = '9'; /* target 1's ref now names svc-00009 */
     s_mem_doc_t wrong = {other, len, 0};
-    REQUIRE(plan_from_canonical(text, len, off, plen, s_mem_read, &wrong, &q, NULL) == 0);
+    REQUIRE(plan_from_canonical(text, len, off, plen, NULL, s_mem_read, &wrong, &q, NULL) == 0);
     CHECK_EQ_INT(plan_target_load(q, 1, &t), GG_EIO);
     CHECK_EQ_INT(plan_target_load(q, 0, &t), 0);
     plan_target_release(&t);
     plan_destroy(&q);
-    REQUIRE(plan_from_canonical(text, len, off, plen, NULL, NULL, &q, NULL) == 0);
+    REQUIRE(plan_from_canonical(text, len, off, plen, NULL, NULL, NULL, &q, NULL) == 0);
     CHECK_EQ_INT(plan_target_load(q, 0, &t), GG_EIO); /* no reader */
     plan_destroy(&q);
-    CHECK_EQ_INT(plan_from_canonical(text, len, off, len, NULL, NULL, &q, NULL), GG_EINVAL);
+    CHECK_EQ_INT(plan_from_canonical(text, len, off, len, NULL, NULL, NULL, &q, NULL), GG_EINVAL);
     free(other);
 
     /* No targets at all is a plan too. */
@@ -426,7 +444,7 @@ static void test_refusals(void)
     char *etext = s_signed_text(empty, &key, &len);
     REQUIRE(etext);
     REQUIRE(signed_split(etext, len, &off, &plen, k, sig) == 0);
-    CHECK_EQ_INT(plan_from_canonical(etext, len, off, plen, NULL, NULL, &q, NULL), 0);
+    CHECK_EQ_INT(plan_from_canonical(etext, len, off, plen, NULL, NULL, NULL, &q, NULL), 0);
     CHECK_EQ_INT(plan_target_count(q), 0);
     CHECK_STR(plan_id(q), plan_id(empty));
     plan_destroy(&q);
@@ -434,6 +452,238 @@ static void test_refusals(void)
     plan_destroy(&empty);
 
     plan_diag_destroy(&diag);
+    free(text);
+    plan_destroy(&p);
+    operator_key_wipe(&key);
+}
+
+/* Targets with less common content (a real number, an escaped key, a
+ * control character, a non-string annotation, approval by tags) give the
+ * same plan as the whole-document path; canonical but inconsistent targets
+ * are refused with the target named, whether submitted or replicated. */
+static void test_unusual_targets(void)
+{
+    const char *cat =
+        "apiVersion: backstage.io/v1alpha1\nkind: Resource\n"
+        "metadata: {name: ds-v1}\nspec: {type: database, owner: group:data}\n"
+        "---\napiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        "metadata: {name: a-plain, tags: [java], annotations: {x.io/n: '1'}}\n"
+        "spec: {type: service, owner: team, lifecycle: x, dependsOn: [resource:ds-v1]}\n"
+        "---\napiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        "metadata: {name: b-real, annotations: {x.io/n: '2'}}\n"
+        "spec: {type: service, owner: team, lifecycle: x, ratio: 1.5, count: -3,\n"
+        "       dependsOn: [resource:ds-v1]}\n"
+        "---\napiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        "metadata: {name: c-escaped-key, tags: [go, java]}\n"
+        "spec: {type: service, owner: team, lifecycle: x, 'we\"ird': x,\n"
+        "       dependsOn: [resource:ds-v1]}\n"
+        "---\napiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        "metadata: {name: d-text, description: \"tab\\there \\u00e9\\u0001 \\\"q\\\" \\\\\"}\n"
+        "spec: {type: service, owner: team, lifecycle: beta, dependsOn: [resource:ds-v1]}\n";
+    REQUIRE(s_write("cat-f/catalog-info.yaml", cat) == 0);
+    plan_t *p = s_resolved("cat-f", "  approval: {when: {tags: [java]}}\n");
+    REQUIRE(p);
+    REQUIRE(plan_target_count(p) == 4);
+    operator_key_t key;
+    REQUIRE(operator_key_generate("op", &key) == 0);
+    size_t len = 0, off = 0, plen = 0;
+    char *text = s_signed_text(p, &key, &len);
+    REQUIRE(text);
+    CHECK(strstr(text, "1.5") && strstr(text, "we\\\"ird") && strstr(text, "\\u0001"));
+    uint8_t k[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN];
+    REQUIRE(signed_split(text, len, &off, &plen, k, sig) == 0);
+    s_mem_doc_t mem = {text, len, 0};
+    plan_t *q = NULL;
+    CHECK_EQ_INT(plan_from_canonical(text, len, off, plen, NULL, s_mem_read, &mem, &q, NULL), 0);
+    REQUIRE(q);
+    CHECK_STR(plan_id(q), plan_id(p));
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_STR(plan_target_ref(q, i), plan_target(p, i)->ref);
+        CHECK_EQ_INT(plan_target_needs_approval(q, i), plan_target(p, i)->needs_approval);
+        plan_target_t *t = NULL;
+        CHECK_EQ_INT(plan_target_load(q, i, &t), 0);
+        CHECK(t && s_same_target(t, plan_target(p, i)));
+        plan_target_release(&t);
+    }
+    CHECK(plan_target_needs_approval(q, 0) && !plan_target_needs_approval(q, 1) &&
+          plan_target_needs_approval(q, 2) && !plan_target_needs_approval(q, 3));
+    plan_destroy(&q);
+
+    /* Canonical edits that make a target inconsistent: each refused, with
+     * the target named. */
+    static const struct {
+        const char *from, *to, *where, *what;
+    } bad[] = {
+        /* a target annotation that the entity does not hold */
+        {"\"annotations\":{\"x.io/n\":\"1\"}", "\"annotations\":{\"x.io/n\":\"9\"}", "targets[0]",
+         "does not match"},
+        /* a non-string annotation in the target */
+        {"\"annotations\":{\"x.io/n\":\"2\"}",
+         "\"annotations\":{\"x.io/count\":3,\"x.io/n\":\"2\"}", "targets[1]", "does not match"},
+        /* a string annotation left out */
+        {"\"annotations\":{\"x.io/n\":\"2\"}", "\"annotations\":{}", "targets[1]",
+         "does not match"},
+        /* approval against spec.approval.when (tags) */
+        {"\"approval\":true", "\"approval\":false", "targets[0]", "does not match"},
+        /* a field of the wrong type, an unknown field */
+        {"\"lifecycle\":\"beta\",\"name\"", "\"lifecycle\":7,\"name\"", "targets[3]",
+         "not a valid frozen target"},
+        {"\"kind\":\"Component\",\"lifecycle\":\"beta\"",
+         "\"kind\":\"Component\",\"l\":1,\"lifecycle\":\"beta\"", "targets[3]", "does not match"},
+        /* annotations or the entity not an object */
+        {"\"annotations\":{},\"approval\":true", "\"annotations\":[],\"approval\":true",
+         "targets[2]", "does not match"},
+        {"\"entity\":{", "\"entity\":1,\"entityx\":{", "targets[0]", "not a valid frozen target"},
+    };
+    for (size_t i = 0; i < 2 * (sizeof bad / sizeof bad[0]); i++) {
+        plan_diag_t *diag = plan_diag_new();
+        size_t e = i / 2;
+        s_as_t as = i % 2 ? S_REPLICATED : S_SUBMITTED;
+        int rc = s_from_edited_as(text, len, bad[e].from, bad[e].to, as, NULL, NULL, diag);
+        if (rc != GG_EINVAL || !s_has_error(diag, bad[e].where, bad[e].what)) {
+            fprintf(stderr, "edit %zu (%s): rc %d\n", e, i % 2 ? "replicated" : "submitted", rc);
+            CHECK(false);
+        }
+        plan_diag_destroy(&diag);
+    }
+    /* A non-string annotation of the entity is not a target annotation. */
+    plan_diag_t *diag = plan_diag_new();
+    CHECK_EQ_INT(s_from_edited(text, len, "\"annotations\":{\"x.io/n\":\"2\"},\"name\"",
+                               "\"annotations\":{\"x.io/n\":\"2\",\"x.io/z\":[]},\"name\"", diag),
+                 0);
+    CHECK_EQ_INT(plan_diag_error_count(diag), 0);
+    /* Bytes that are not valid UTF-8 or not canonical are not a compact
+     * plan (the caller parses the whole, which refuses them); invalid UTF-8
+     * and duplicate keys not even when replicated. */
+    for (int as = S_SUBMITTED; as <= S_REPLICATED; as++) {
+        CHECK_EQ_INT(
+            s_from_edited_as(text, len, "a-plain\"", "a-pl\xc0\xafn\"", as, NULL, NULL, diag),
+            GG_EMALFORMED);
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"ratio\":1.5", "\"ratio\":1.5,\"ratio\":2", as,
+                                      NULL, NULL, diag),
+                     GG_EMALFORMED);
+    }
+    CHECK_EQ_INT(s_from_edited(text, len, "\"ratio\":1.5", "\"ratio\":1.50", diag), GG_EMALFORMED);
+    CHECK_EQ_INT(s_from_edited_as(text, len, "\"ratio\":1.5", "\"ratio\":1.50", S_REPLICATED, NULL,
+                                  NULL, diag),
+                 0);
+    CHECK_EQ_INT(plan_diag_error_count(diag), 0);
+    plan_diag_destroy(&diag);
+
+    free(text);
+    plan_destroy(&p);
+    operator_key_wipe(&key);
+}
+
+/* The form of a target is proven (re-dumped and compared) on the node a
+ * plan is submitted to; a document replicated under the hash of its own
+ * bytes is taken in the form it has, every field still checked; one
+ * replicated under another id (the id of its canonical form, given by a node
+ * that parsed it whole) is proven, so the engine parses it whole too. */
+static void test_replicated_form(void)
+{
+    REQUIRE(s_make_catalog("cat-r", 5) == 0);
+    plan_t *p = s_resolved("cat-r", NULL);
+    REQUIRE(p);
+    operator_key_t key;
+    REQUIRE(operator_key_generate("op", &key) == 0);
+    size_t len = 0, off = 0, plen = 0;
+    char *text = s_signed_text(p, &key, &len);
+    REQUIRE(text);
+    uint8_t k[CERT_PUBLIC_LEN], sig[CERT_SIG_LEN], canon_id[32];
+    REQUIRE(signed_split(text, len, &off, &plen, k, sig) == 0);
+    REQUIRE(signed_hex_decode(plan_id(p), canon_id, sizeof canon_id) == 0);
+
+    /* The canonical document replicated under its id: the same plan. */
+    plan_t *q = NULL;
+    s_mem_doc_t mem = {text, len, 0};
+    CHECK_EQ_INT(plan_from_canonical(text, len, off, plen, canon_id, s_mem_read, &mem, &q, NULL),
+                 0);
+    REQUIRE(q);
+    CHECK_STR(plan_id(q), plan_id(p));
+    for (size_t i = 0; i < 5; i++) {
+        plan_target_t *t = NULL;
+        CHECK_EQ_INT(plan_target_load(q, i, &t), 0);
+        CHECK(t && s_same_target(t, plan_target(p, i)));
+        plan_target_release(&t);
+    }
+    plan_destroy(&q);
+
+    /* Target 0 in another form: spaced, keys out of order, an escape. */
+    static const struct {
+        const char *from, *to;
+    } forms[] = {
+        {"\"approval\":false", "\"approval\": false"},
+        {"\"kind\":\"Component\",\"lifecycle\":\"production\",\"name\"",
+         "\"lifecycle\":\"production\",\"kind\":\"Component\",\"name\""},
+        {"\"name\":\"svc-00000\"", "\"name\":\"svc\\u002d00000\""},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        plan_diag_t *diag = plan_diag_new();
+        /* Submitted: refused as not canonical (the engine then parses the
+         * whole and the id is that of the canonical form). */
+        CHECK_EQ_INT(s_from_edited(text, len, forms[i].from, forms[i].to, diag), GG_EMALFORMED);
+        /* Replicated under the id of the canonical form: proven, refused
+         * the same way. */
+        CHECK_EQ_INT(s_from_edited_as(text, len, forms[i].from, forms[i].to, S_REPLICATED_OTHER,
+                                      canon_id, NULL, diag),
+                     GG_EMALFORMED);
+        /* Replicated under the hash of these bytes: held, with that id and
+         * the same targets. */
+        q = NULL;
+        CHECK_EQ_INT(
+            s_from_edited_as(text, len, forms[i].from, forms[i].to, S_REPLICATED, NULL, &q, diag),
+            0);
+        CHECK_EQ_INT(plan_diag_error_count(diag), 0);
+        if (q) {
+            CHECK(strcmp(plan_id(q), plan_id(p)) != 0);
+            CHECK_EQ_INT(plan_target_count(q), 5);
+            CHECK_STR(plan_target_ref(q, 0), plan_target(p, 0)->ref);
+            CHECK_EQ_INT(plan_target_needs_approval(q, 0), plan_target(p, 0)->needs_approval);
+        }
+        plan_destroy(&q);
+        plan_diag_destroy(&diag);
+    }
+
+    /* Replicated or not, a target with wrong fields is refused, with the
+     * target named. */
+    for (int as = S_SUBMITTED; as <= S_REPLICATED; as++) {
+        plan_diag_t *diag = plan_diag_new();
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"approval\":false", "\"approval\": true", as,
+                                      NULL, NULL, diag),
+                     as == S_SUBMITTED ? GG_EMALFORMED : GG_EINVAL);
+        CHECK(as == S_SUBMITTED || s_has_error(diag, "targets[0]", "does not match"));
+        plan_diag_destroy(&diag);
+        diag = plan_diag_new();
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"ref\":\"component:default/svc-00002\"",
+                                      "\"ref\" : \"component:default/svc-00001\"", as, NULL, NULL,
+                                      diag),
+                     as == S_SUBMITTED ? GG_EMALFORMED : GG_EINVAL);
+        CHECK(as == S_SUBMITTED || s_has_error(diag, "targets[2]", "sorted"));
+        plan_diag_destroy(&diag);
+        diag = plan_diag_new();
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"ref\":\"component:default/svc-00003\"",
+                                      "\"ref\":\"component:default/Svc-00003\"", as, NULL, NULL,
+                                      diag),
+                     GG_EINVAL);
+        CHECK(s_has_error(diag, "targets[3]", "not a valid frozen target"));
+        plan_diag_destroy(&diag);
+        diag = plan_diag_new();
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"lifecycle\":\"production\",\"name\"",
+                                      "\"lifecycle\":7,\"name\"", as, NULL, NULL, diag),
+                     GG_EINVAL);
+        CHECK(s_has_error(diag, "targets[0]", "not a valid frozen target"));
+        plan_diag_destroy(&diag);
+        /* A target that is not JSON, or has a key twice. */
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"approval\":false", "\"approval\":fals", as,
+                                      NULL, NULL, NULL),
+                     GG_EMALFORMED);
+        CHECK_EQ_INT(s_from_edited_as(text, len, "\"approval\":false",
+                                      "\"approval\":false,\"approval\":false", as, NULL, NULL,
+                                      NULL),
+                     GG_EMALFORMED);
+    }
+
     free(text);
     plan_destroy(&p);
     operator_key_wipe(&key);
@@ -502,7 +752,7 @@ static void test_stored_document(void)
     CHECK_EQ_INT(docstore_read(store, other_id, 0, buf, 100), 0);
 
     plan_t *q = NULL;
-    CHECK_EQ_INT(plan_from_canonical(text, len, off, plen, s_store_read, store, &q, NULL), 0);
+    CHECK_EQ_INT(plan_from_canonical(text, len, off, plen, NULL, s_store_read, store, &q, NULL), 0);
     REQUIRE(q);
     CHECK_STR(plan_id(q), plan_id(p));
     free(text); /* from here on the targets come from the store only */
@@ -517,6 +767,30 @@ static void test_stored_document(void)
     CHECK_EQ_INT(bad, 0);
     /* The index costs tens of bytes per target, not the JSON's hundreds. */
     CHECK(plan_targets_memory(q) < n * 64);
+
+    /* A refused document is deleted again from the batch that wrote it: its
+     * index entry and every chunk, and nothing else. */
+    uint8_t gone_id[32] = {7};
+    const char keep[] = "kept";
+    REQUIRE(store_batch_begin(store, &b) == 0);
+    CHECK_EQ_INT(store_batch_put(b, STORE_DB_PLANS, "x", 1, keep, sizeof keep), 0);
+    CHECK_EQ_INT(docstore_put(b, gone_id, 1, buf, sizeof buf), 0);
+    CHECK_EQ_INT(docstore_del(b, gone_id, sizeof buf), 0);
+    REQUIRE(store_batch_commit(&b) == 0);
+    CHECK_EQ_INT(docstore_read(store, gone_id, 0, buf, 10), 0);
+    memset(&seen, 0, sizeof seen);
+    CHECK_EQ_INT(store_scan(store, STORE_DB_PLANS, "d", 1, s_meta_visit, &seen), 0);
+    CHECK_EQ_INT(seen.docs, 1);
+    CHECK_EQ_INT(docstore_read(store, id, len - 10, buf, 100), 10);
+    void *val = NULL;
+    size_t vlen = 0;
+    CHECK_EQ_INT(store_get(store, STORE_DB_PLANS, "x", 1, &val, &vlen), 0);
+    CHECK(vlen == sizeof keep && val && memcmp(val, keep, vlen) == 0);
+    free(val);
+    /* Deleting what is not there is not an error. */
+    REQUIRE(store_batch_begin(store, &b) == 0);
+    CHECK_EQ_INT(docstore_del(b, gone_id, 3 * DOCSTORE_CHUNK_BYTES), 0);
+    store_batch_abort(&b);
 
     plan_destroy(&q);
     store_destroy(&store);
@@ -534,6 +808,8 @@ int main(void)
     GG_RUN(test_envelope);
     GG_RUN(test_index_matches_whole);
     GG_RUN(test_refusals);
+    GG_RUN(test_unusual_targets);
+    GG_RUN(test_replicated_form);
     GG_RUN(test_stored_document);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
