@@ -56,6 +56,7 @@ typedef struct {
 } proven_t;
 
 struct _transport_t {
+    msgpack_zone *zone; /* decoded messages, emptied after each (wire_decode_in) */
     node_key_t key;
     cert_t cert;
     trust_t *trust;
@@ -572,8 +573,9 @@ static void s_handle_incoming(transport_t *self, zmq_msg_t *rid, zmq_msg_t *payl
         return;
     }
     wire_msg_t msg;
-    int rc = wire_decode(zmq_msg_data(payload), len, &msg);
+    int rc = wire_decode_in(zmq_msg_data(payload), len, self->zone, &msg);
     if (rc != 0) {
+        msgpack_zone_clear(self->zone);
         self->stats.refused[s_refusal_for(rc)]++;
         return;
     }
@@ -598,6 +600,7 @@ static void s_handle_incoming(transport_t *self, zmq_msg_t *rid, zmq_msg_t *payl
         }
     }
     wire_msg_release(&msg);
+    msgpack_zone_clear(self->zone);
 }
 
 static int s_router_reader(zloop_t *loop, zsock_t *router, void *arg)
@@ -723,7 +726,8 @@ transport_t *transport_new(const transport_config_t *cfg, char *errbuf, size_t e
     }
     self->peers = zhashx_new();
     self->proven = zhashx_new();
-    if (!self->peers || !self->proven)
+    self->zone = msgpack_zone_new(64u * 1024u);
+    if (!self->peers || !self->proven || !self->zone)
         goto fail_mem;
     zhashx_set_destructor(self->peers, s_peer_destroy);
     zhashx_set_destructor(self->proven, s_proven_free);
@@ -789,6 +793,8 @@ void transport_destroy(transport_t **self_p)
     }
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->proven);
+    if (self->zone)
+        msgpack_zone_free(self->zone);
     if (self->router)
         s_monitor_stop(self);
     zsock_destroy(&self->router);
