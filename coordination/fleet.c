@@ -233,6 +233,7 @@ typedef struct {
     uint64_t order; /* the id's first 8 bytes, big-endian: sorts like the id */
     uint64_t seed;
     uint64_t last_heard;
+    bool seen_live;              /* live in a view this node was given since it started */
     uint64_t feed_id, feed_next; /* pull cursor into its feed */
 } s_member_t;
 
@@ -1080,8 +1081,10 @@ static bool s_lease_live(fleet_t *f, const uint8_t *holder, uint64_t now)
     if (memcmp(holder, s_zero_id, FLEET_ID_LEN) == 0)
         return false;
     const s_member_t *m = s_member(f, holder);
-    if (!m || !m->pub.live)
-        return false;
+    if (!m || (!m->pub.live && m->seen_live))
+        return false; /* unknown, or its death was seen here */
+    /* Live, or dead only in the view this node started with (never heard
+     * from since): its lease stands until ttl + margin without news. */
     uint64_t expiry = m->last_heard + f->cfg.lease_ttl_ms + f->cfg.lease_margin_ms;
     if (now >= expiry)
         return false;
@@ -2456,7 +2459,11 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         m->order = s_id_order(in->id);
         const s_member_t *old = s_member(f, in->id);
         m->seed = old ? old->seed : rendezvous_node_seed(in->id);
-        m->last_heard = old ? old->last_heard : 0;
+        /* A member first listed now, live or not, starts its lease clock now:
+         * a restarted node's view holds every peer as dead until it hears from
+         * it, and their leases (restored or learnt) must not look expired. */
+        m->last_heard = old ? old->last_heard : now_ms;
+        m->seen_live = (old && old->seen_live) || in->live;
         m->feed_id = old ? old->feed_id : 0;
         m->feed_next = old ? old->feed_next : 0;
         if (in->live && !(old && old->pub.live)) {
