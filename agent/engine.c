@@ -281,8 +281,8 @@ static void s_audit(engine_t *self, const char *type, const char *plan_hex,
                                 "operator", keyhex, "issued", (json_int_t) issued));
 }
 
-void engine_audit_node(engine_t *self, const char *type, const char *node,
-                       const uint8_t signer[32], uint64_t issued)
+void engine_audit_node(engine_t *self, const char *type, const char *node, const uint8_t signer[32],
+                       uint64_t issued)
 {
     char keyhex[65];
     sodium_bin2hex(keyhex, sizeof keyhex, signer, 32);
@@ -1057,8 +1057,7 @@ static void s_notify_target(engine_t *self, const s_plan_t *p, uint32_t index,
         json_pack("{s:s, s:s, s:i, s:i, s:s}", "ref", plan_target_ref(p->pub.plan, index), "state",
                   event, "attempt", (int) r->attempt, "epoch", (int) r->epoch, "error", r->error);
     if (plan_info && target_info)
-        (void) notify_event(self->notify, p->pub.plan, event, (long) index, plan_info,
-                            target_info);
+        (void) notify_event(self->notify, p->pub.plan, event, (long) index, plan_info, target_info);
     json_decref(plan_info);
     json_decref(target_info);
 }

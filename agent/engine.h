@@ -104,8 +104,8 @@ char *engine_cached_log(engine_t *self, const engine_plan_t *p, uint32_t index, 
 json_t *engine_audit_json(engine_t *self, size_t limit);
 /* Records a signed node command this node applied (drain, force-leave,
  * revoke: `node` is the node or the certificate subject). */
-void engine_audit_node(engine_t *self, const char *type, const char *node,
-                       const uint8_t signer[32], uint64_t issued);
+void engine_audit_node(engine_t *self, const char *type, const char *node, const uint8_t signer[32],
+                       uint64_t issued);
 
 /* The step executor (its --workers cap), shared with the agent's other
  * hooks (the fleet's scaler). */
