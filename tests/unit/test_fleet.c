@@ -1003,6 +1003,44 @@ static void test_net_quick_restart_reclaims(void)
     s_free(&net);
 }
 
+/* A restarted node's view holds its peers as dead until it hears from
+ * them. Once it has synced with one peer, the leases of another peer that
+ * is alive and working (but not yet heard from) must not look dead to it: no
+ * takeover, no second execution, until that peer has been seen alive and
+ * then dead, or its lease has gone ttl + margin without news. */
+static void test_net_restart_respects_unheard_holders(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 4, 11);
+    net.run_min = 4000;
+    net.run_max = 5000;
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(&net, 80, &ro);
+    for (int i = 0; i < 4; i++)
+        REQUIRE(fn_start(&net, i, false) == 0);
+    fn_view_all(&net);
+    fn_run_until(&net, net.now + 1500);
+    REQUIRE(s_jobs(&net, 1) > 0);
+    fn_crash(&net, 3);
+    REQUIRE(fn_start(&net, 3, true) == 0);
+    for (int j = 0; j < 4; j++)
+        net.nodes[3].view[j] = j != 1; /* 1: restored as dead, not heard from yet */
+    fn_push_view(&net, 3);
+    CHECK(fn_run_until_pred(&net, net.now + 3000, s_synced_pred, &net.nodes[3]));
+    /* Node 1 keeps claiming as its runs end (4-5 s each); node 3 learns
+     * of those claims while 1 is still dead in the view it started with. */
+    uint64_t claims1 = fleet_stats(net.nodes[1].f)->claims;
+    fn_run_until(&net, net.now + 6000);
+    CHECK(fleet_stats(net.nodes[1].f)->claims > claims1);
+    CHECK(fleet_stats(net.nodes[3].f)->takeovers == 0);
+    CHECK(net.overlaps == 0);
+    fn_see(&net, 3, 1, true);
+    CHECK(s_run_done(&net, k, 120000));
+    CHECK(net.overlaps == 0);
+    s_free(&net);
+}
+
 static void test_net_partition_fences_lower_epoch(void)
 {
     fleet_net_t net;
@@ -2116,6 +2154,7 @@ int main(void)
     GG_RUN(test_net_join_moves_few);
     GG_RUN(test_net_crash_takeover_and_restart);
     GG_RUN(test_net_quick_restart_reclaims);
+    GG_RUN(test_net_restart_respects_unheard_holders);
     GG_RUN(test_net_partition_fences_lower_epoch);
     GG_RUN(test_net_silent_holder_taken_over);
     GG_RUN(test_net_same_epoch_race);
