@@ -7,9 +7,12 @@
 #ifndef GG_TEST_H
 #define GG_TEST_H
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int gg_test_failures_now;
 static int gg_tests_passed;
@@ -70,5 +73,26 @@ static int gg_tests_failed;
         printf("%d passed, %d failed\n", gg_tests_passed, gg_tests_failed);                        \
         return gg_tests_failed ? 1 : 0;                                                            \
     } while (0)
+
+/* Writes text to dir/rel, creating the folders of rel below dir. Returns 0
+ * or -1. For tests that lay out catalogs and plans in a temporary folder. */
+static inline int gg_test_write_file(const char *dir, const char *rel, const char *text)
+{
+    char path[2 * PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    for (char *p = path + strlen(dir) + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
 
 #endif

@@ -22,21 +22,7 @@ static char s_dir[PATH_MAX];
 
 static int s_write(const char *rel, const char *text)
 {
-    char path[2 * PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", s_dir, rel);
-    for (char *p = path + strlen(s_dir) + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
+    return gg_test_write_file(s_dir, rel, text);
 }
 
 /* A catalog of n consumers of resource:ds-v1; every third is marked for
