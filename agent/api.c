@@ -196,18 +196,6 @@ static const engine_plan_t *s_find_plan(const char *id, http_response_t *resp)
 
 /* ---- plan summaries ---- */
 
-static json_t *s_counts_json(const fleet_plan_stats_t *st)
-{
-    json_t *counts = json_object();
-    for (int s = 0; counts && s < TARGET_STATE_COUNT; s++)
-        if (json_object_set_new(counts, target_state_name((target_state_t) s),
-                                json_integer((json_int_t) st->counts[s])) != 0) {
-            json_decref(counts);
-            return NULL;
-        }
-    return counts;
-}
-
 static uint32_t s_terminal(const fleet_plan_stats_t *st)
 {
     uint32_t n = 0;
@@ -239,8 +227,8 @@ static json_t *s_plan_json(const engine_plan_t *p, bool detail)
     json_t *o =
         json_pack("{s:s, s:s, s:s, s:I, s:o, s:f, s:b, s:I}", "id", p->id_hex, "name",
                   plan_name(p->plan), "state", state ? state : "active", "total",
-                  (json_int_t) st.total, "counts", s_counts_json(&st), "progress", s_ratio(&st),
-                  "completed", st.completed, "done", (json_int_t) s_terminal(&st));
+                  (json_int_t) st.total, "counts", engine_counts_json(&st), "progress",
+                  s_ratio(&st), "completed", st.completed, "done", (json_int_t) s_terminal(&st));
     if (!o)
         return NULL;
     if (state && !strcmp(state, "paused"))
@@ -1035,22 +1023,8 @@ static void s_collect(metrics_t *m, void *arg)
                               s_ratio(&st));
         }
     }
-    /* This node's holdings: only plans with something still running. */
-    for (size_t i = 0; i < n; i++) {
-        const engine_plan_t *p = engine_plan_at(s_api.engine, i);
-        fleet_plan_stats_t st;
-        if (!p || engine_plan_stats(s_api.engine, p, &st) != 0 || st.completed)
-            continue;
-        if (st.counts[TARGET_RUNNING] == 0 && st.counts[TARGET_RETRY_WAIT] == 0)
-            continue;
-        size_t count = plan_target_count(p->plan);
-        for (size_t t = 0; t < count; t++) {
-            const progress_rec_t *rec = engine_record(s_api.engine, p, (uint32_t) t);
-            if (rec && (rec->state == TARGET_RUNNING || rec->state == TARGET_RETRY_WAIT) &&
-                !memcmp(rec->holder, s_api.self_id, FLEET_ID_LEN))
-                held++;
-        }
-    }
+    /* This node's holdings. */
+    held = engine_held_by(s_api.engine, s_api.self_id, UINT64_MAX);
     metrics_gauge_set(m, "gaggle_targets_owned", NULL, (double) held);
     metrics_gauge_set(m, "gaggle_leases_held", NULL, (double) held);
     const fleet_stats_t *fs = engine_fleet_stats(s_api.engine);

@@ -6,6 +6,7 @@
 #include "gg_error.h"
 #include "gg_log.h"
 #include "metrics.h"
+#include "rendezvous.h"
 #include "signed.h"
 #include "wire.h"
 
@@ -703,6 +704,25 @@ membership_t *cluster_membership(cluster_t *self)
 transport_t *cluster_transport(cluster_t *self)
 {
     return self->transport;
+}
+
+const member_t *cluster_chosen(cluster_t *self, uint64_t key, bool skip_draining)
+{
+    const member_t *best = NULL;
+    uint64_t best_score = 0;
+    for (size_t i = 0; i < membership_size(self->membership); i++) {
+        const member_t *m = membership_at(self->membership, i);
+        if ((m->state != MEMBER_ALIVE && m->state != MEMBER_SUSPECT) ||
+            (skip_draining && (m->flags & MEMBER_FLAG_DRAINING)))
+            continue;
+        uint64_t score = rendezvous_score(rendezvous_node_seed(m->id), key);
+        if (!best || score > best_score ||
+            (score == best_score && memcmp(m->id, best->id, MEMBER_ID_LEN) < 0)) {
+            best = m;
+            best_score = score;
+        }
+    }
+    return best;
 }
 
 int cluster_set_flags(cluster_t *self, uint32_t set, uint32_t clear)

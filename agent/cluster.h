@@ -74,6 +74,12 @@ transport_t *cluster_transport(cluster_t *self);
  * or left), GG_ETOOBIG. */
 int cluster_relay_command(cluster_t *self, const char *node, const char *text, size_t len);
 
+/* The member chosen for a role named by `key` (rendezvous_key of the role):
+ * the live member (alive or suspect; with skip_draining, not draining) with
+ * the highest rendezvous score, ties to the lower id; NULL when none. Every
+ * node computes it from its own view: no election. */
+const member_t *cluster_chosen(cluster_t *self, uint64_t key, bool skip_draining);
+
 /* Marks this node draining (or not): gossiped to every member. */
 int cluster_set_draining(cluster_t *self, bool draining);
 /* Sets and clears MEMBER_FLAG_* bits of this node: gossiped to every member. */

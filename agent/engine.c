@@ -1036,10 +1036,7 @@ static json_t *s_notify_plan_info(engine_t *self, const s_plan_t *p)
     fleet_plan_stats_t st;
     memset(&st, 0, sizeof st);
     (void) fleet_plan_stats(self->fleet, p->pub.id, &st);
-    json_t *counts = json_object();
-    for (int s = 0; counts && s < TARGET_STATE_COUNT; s++)
-        json_object_set_new(counts, target_state_name((target_state_t) s),
-                            json_integer((json_int_t) st.counts[s]));
+    json_t *counts = engine_counts_json(&st);
     return json_pack("{s:s, s:s, s:s, s:I, s:o*}", "id", p->pub.id_hex, "name",
                      plan_name(p->pub.plan), "state", engine_plan_state(self, &p->pub), "total",
                      (json_int_t) st.total, "counts", counts);
@@ -1066,20 +1063,9 @@ static void s_notify_target(engine_t *self, const s_plan_t *p, uint32_t index,
  * highest rendezvous score for the plan id in this node's view. */
 static bool s_is_notifier(engine_t *self, const s_plan_t *p)
 {
-    membership_t *m = cluster_membership(self->cluster);
-    const member_t *me = membership_self(m), *best = NULL;
-    uint64_t key = rendezvous_key(p->pub.id, sizeof p->pub.id), best_score = 0;
-    for (size_t i = 0; i < membership_size(m); i++) {
-        const member_t *mb = membership_at(m, i);
-        if (mb->state != MEMBER_ALIVE && mb->state != MEMBER_SUSPECT)
-            continue;
-        uint64_t score = rendezvous_score(rendezvous_node_seed(mb->id), key);
-        if (!best || score > best_score ||
-            (score == best_score && memcmp(mb->id, best->id, MEMBER_ID_LEN) < 0)) {
-            best = mb;
-            best_score = score;
-        }
-    }
+    const member_t *me = membership_self(cluster_membership(self->cluster));
+    const member_t *best =
+        cluster_chosen(self->cluster, rendezvous_key(p->pub.id, sizeof p->pub.id), false);
     return !best || !me || memcmp(best->id, me->id, MEMBER_ID_LEN) == 0;
 }
 
@@ -1931,6 +1917,38 @@ json_t *engine_audit_json(engine_t *self, size_t limit)
 bool engine_fleet_synced(engine_t *self)
 {
     return self && fleet_synced(self->fleet);
+}
+
+uint64_t engine_held_by(engine_t *self, const uint8_t id[FLEET_ID_LEN], uint64_t limit)
+{
+    uint64_t held = 0;
+    for (size_t i = 0; i < self->n_plans && held < limit; i++) {
+        const s_plan_t *p = self->plans[i];
+        fleet_plan_stats_t st;
+        if (fleet_plan_stats(self->fleet, p->pub.id, &st) != 0 || st.completed ||
+            st.counts[TARGET_RUNNING] + st.counts[TARGET_RETRY_WAIT] == 0)
+            continue;
+        size_t n = plan_target_count(p->pub.plan);
+        for (size_t t = 0; t < n && held < limit; t++) {
+            const progress_rec_t *r = fleet_record(self->fleet, p->pub.id, (uint32_t) t);
+            if (r && (r->state == TARGET_RUNNING || r->state == TARGET_RETRY_WAIT) &&
+                !memcmp(r->holder, id, FLEET_ID_LEN))
+                held++;
+        }
+    }
+    return held;
+}
+
+json_t *engine_counts_json(const fleet_plan_stats_t *st)
+{
+    json_t *counts = json_object();
+    for (int s = 0; counts && s < TARGET_STATE_COUNT; s++)
+        if (json_object_set_new(counts, target_state_name((target_state_t) s),
+                                json_integer((json_int_t) st->counts[s])) != 0) {
+            json_decref(counts);
+            return NULL;
+        }
+    return counts;
 }
 
 executor_t *engine_executor(engine_t *self)

@@ -107,6 +107,12 @@ json_t *engine_audit_json(engine_t *self, size_t limit);
 void engine_audit_node(engine_t *self, const char *type, const char *node, const uint8_t signer[32],
                        uint64_t issued);
 
+/* Targets held (running or waiting to retry) by node `id` in unfinished
+ * plans, counted up to `limit`. */
+uint64_t engine_held_by(engine_t *self, const uint8_t id[FLEET_ID_LEN], uint64_t limit);
+/* {"<target state>": n, ...} of a plan's stats, or NULL. */
+json_t *engine_counts_json(const fleet_plan_stats_t *st);
+
 /* The step executor (its --workers cap), shared with the agent's other
  * hooks (the fleet's scaler). */
 executor_t *engine_executor(engine_t *self);

@@ -54,30 +54,21 @@ static bool s_active(const member_t *m)
     return s_live(m) && !(m->flags & MEMBER_FLAG_DRAINING);
 }
 
+static uint64_t s_role(void)
+{
+    return rendezvous_key(s_role_key, sizeof s_role_key - 1);
+}
+
 static uint64_t s_score(const member_t *m)
 {
-    return rendezvous_score(rendezvous_node_seed(m->id),
-                            rendezvous_key(s_role_key, sizeof s_role_key - 1));
+    return rendezvous_score(rendezvous_node_seed(m->id), s_role());
 }
 
 /* The decider in this node's view: the active member with the highest
  * score (ties: the lower id), or NULL. */
-static const member_t *s_decider(membership_t *ms)
+static const member_t *s_decider(scaler_t *self)
 {
-    const member_t *best = NULL;
-    uint64_t best_score = 0;
-    for (size_t i = 0; i < membership_size(ms); i++) {
-        const member_t *m = membership_at(ms, i);
-        if (!s_active(m))
-            continue;
-        uint64_t sc = s_score(m);
-        if (!best || sc > best_score ||
-            (sc == best_score && memcmp(m->id, best->id, MEMBER_ID_LEN) < 0)) {
-            best = m;
-            best_score = sc;
-        }
-    }
-    return best;
+    return cluster_chosen(self->cluster, s_role(), true);
 }
 
 /* Targets pending, running or waiting to retry in active plans. */
@@ -94,26 +85,6 @@ static uint64_t s_backlog(engine_t *engine)
                    st.counts[TARGET_RETRY_WAIT];
     }
     return backlog;
-}
-
-/* True when member `id` holds a running or retry-waiting target. */
-static bool s_holds_work(engine_t *engine, const uint8_t id[MEMBER_ID_LEN])
-{
-    for (size_t i = 0; i < engine_plan_count(engine); i++) {
-        const engine_plan_t *p = engine_plan_at(engine, i);
-        fleet_plan_stats_t st;
-        if (!p || engine_plan_stats(engine, p, &st) != 0 ||
-            st.counts[TARGET_RUNNING] + st.counts[TARGET_RETRY_WAIT] == 0)
-            continue;
-        size_t n = plan_target_count(p->plan);
-        for (size_t t = 0; t < n; t++) {
-            const progress_rec_t *r = engine_record(engine, p, (uint32_t) t);
-            if (r && (r->state == TARGET_RUNNING || r->state == TARGET_RETRY_WAIT) &&
-                !memcmp(r->holder, id, MEMBER_ID_LEN))
-                return true;
-        }
-    }
-    return false;
 }
 
 static int s_call_done(void *arg, uint64_t job_id, const executor_result_t *r)
@@ -209,7 +180,7 @@ static void s_tick_decider(scaler_t *self, membership_t *ms, const config_scale_
             json_array_append_new(members, json_string(m->name));
         } else if (s_live(m) && (m->flags & MEMBER_FLAG_RETIRING) &&
                    json_array_size(remove) < SCALER_REMOVE_MAX &&
-                   !s_holds_work(self->engine, m->id)) {
+                   engine_held_by(self->engine, m->id, 1) == 0) {
             json_array_append_new(remove, json_string(m->name));
         }
     }
@@ -286,7 +257,7 @@ static int s_tick(zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     const config_scale_t *cfg = &agent_config(self->agent)->scale;
     membership_t *ms = cluster_membership(self->cluster);
-    const member_t *decider = s_decider(ms), *me = membership_self(ms);
+    const member_t *decider = s_decider(self), *me = membership_self(ms);
     bool elastic = cfg->enabled && cfg->elastic;
     if (me && elastic != ((me->flags & MEMBER_FLAG_ELASTIC) != 0) &&
         cluster_set_flags(self->cluster, elastic ? MEMBER_FLAG_ELASTIC : 0,
@@ -310,7 +281,7 @@ static void s_on_scale(void *arg, const transport_delivery_t *d)
     scaler_t *self = arg;
     const config_scale_t *cfg = &agent_config(self->agent)->scale;
     membership_t *ms = cluster_membership(self->cluster);
-    const member_t *decider = s_decider(ms), *me = membership_self(ms);
+    const member_t *decider = s_decider(self), *me = membership_self(ms);
     const msgpack_object *retire = wire_map_get(&d->msg->body, "retire");
     if (!retire || retire->type != MSGPACK_OBJECT_BOOLEAN || !retire->via.boolean) {
         self->stats.retire_refused++;
