@@ -9,29 +9,39 @@
 #include <string.h>
 #include <time.h>
 
-int cli_signed_post(const char *what, const char *key_path, json_t *payload, const char *path,
-                    json_t **answer)
+int cli_operator_key(const char *what, const char *key_path, operator_key_t *key)
 {
-    operator_key_t key;
-    json_t *doc = NULL;
-    char *body = NULL;
-    int rc = CLI_EXIT_FAIL;
-    memset(&key, 0, sizeof key);
+    memset(key, 0, sizeof *key);
     if (!key_path || !*key_path)
         key_path = getenv("GAGGLE_KEY");
     if (!key_path || !*key_path) {
         cli_fail("%s needs an operator key: --key FILE or GAGGLE_KEY", what);
         return CLI_EXIT_USAGE;
     }
-    int err = operator_key_load(key_path, &key);
+    int err = operator_key_load(key_path, key);
     if (err != 0) {
         cli_fail("cannot load the operator key %s: %s", key_path, gg_strerror(err));
-        goto out;
+        return CLI_EXIT_FAIL;
     }
-    if (!key.has_secret) {
+    if (!key->has_secret) {
         cli_fail("%s holds only a public key: --key needs the secret .key file", key_path);
-        goto out;
+        operator_key_wipe(key);
+        return CLI_EXIT_FAIL;
     }
+    return CLI_EXIT_OK;
+}
+
+int cli_signed_post(const char *what, const char *key_path, json_t *payload, const char *path,
+                    json_t **answer)
+{
+    operator_key_t key;
+    json_t *doc = NULL;
+    char *body = NULL;
+    int rc = cli_operator_key(what, key_path, &key);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    rc = CLI_EXIT_FAIL;
+    int err;
     if ((err = signed_sign(payload, &key, &doc)) != 0) {
         cli_fail("%s: cannot sign: %s", what, gg_strerror(err));
         goto out;

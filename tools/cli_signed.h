@@ -6,7 +6,14 @@
 #ifndef GG_CLI_SIGNED_H
 #define GG_CLI_SIGNED_H
 
+#include "cert.h"
+
 #include <jansson.h>
+
+/* Loads the secret operator key at key_path (else $GAGGLE_KEY) into *key
+ * (wipe it with operator_key_wipe). `what` names the action for error lines.
+ * Returns CLI_EXIT_OK, or an exit code after printing one line. */
+int cli_operator_key(const char *what, const char *key_path, operator_key_t *key);
 
 /* Signs payload (borrowed) with the secret operator key at key_path and POSTs
  * the signed document to path. `what` names the action for error lines

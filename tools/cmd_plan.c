@@ -326,21 +326,11 @@ static int s_post_plan(const plan_t *p, const char *key_path, json_t **answer)
     const char *bytes = NULL;
     char *body = NULL;
     size_t len = 0, body_len = 0;
-    int rc = CLI_EXIT_FAIL;
-    memset(&key, 0, sizeof key);
-    if (!key_path || !*key_path) {
-        cli_fail("plan apply needs an operator key: --key FILE or GAGGLE_KEY");
-        return CLI_EXIT_USAGE;
-    }
-    int err = operator_key_load(key_path, &key);
-    if (err != 0) {
-        cli_fail("cannot load the operator key %s: %s", key_path, gg_strerror(err));
-        goto out;
-    }
-    if (!key.has_secret) {
-        cli_fail("%s holds only a public key: --key needs the secret .key file", key_path);
-        goto out;
-    }
+    int rc = cli_operator_key("plan apply", key_path, &key);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    rc = CLI_EXIT_FAIL;
+    int err;
     if ((err = plan_canonical(p, &bytes, &len)) != 0 ||
         (err = signed_sign_bytes(bytes, len, &key, &body, &body_len)) != 0) {
         cli_fail("plan apply: cannot sign: %s", gg_strerror(err));
