@@ -291,6 +291,7 @@ typedef struct {
     uint64_t aborted;                         /* executions stopped (fenced, conflict, leave) */
     uint64_t records_persisted, records_lost; /* lost: unflushed at a crash */
     uint64_t bytes_sent, msgs_sent;
+    uint64_t records_in, records_merged;             /* records received by fleets, of which news */
     double converge_p50, converge_p99, converge_max; /* terminal on holder -> on all */
     uint32_t converge_samples;
     double claimed_max_mean; /* claims per node: max / mean */

@@ -840,6 +840,8 @@ static void s_halt(sim_t *sim, sim_node_t *node, void **state)
     w->res.reclaims += st->reclaims;
     w->res.handbacks += st->handbacks;
     w->res.conflicts += st->conflicts;
+    w->res.records_in += st->records_in;
+    w->res.records_merged += st->records_merged;
     s_inst_free(&in);
     *state = NULL;
 }
@@ -1095,6 +1097,8 @@ static void s_results(sim_t *sim, void *shared, sim_result_t *res)
         r->reclaims += st->reclaims;
         r->handbacks += st->handbacks;
         r->conflicts += st->conflicts;
+        r->records_in += st->records_in;
+        r->records_merged += st->records_merged;
     }
     /* Outcomes as node 0's fleet (or the first up node's) sees them. */
     for (uint32_t i = 0; i < sim_node_count(sim) && w->targets; i++) {

@@ -694,6 +694,9 @@ static void s_print_fleet(const sim_fleet_result_t *f)
           (unsigned long long) f->records_persisted, (unsigned long long) f->records_lost);
     s_row("fleet messages (bytes)", "%llu (%llu)", (unsigned long long) f->msgs_sent,
           (unsigned long long) f->bytes_sent);
+    s_row("records received / news (ratio)", "%llu / %llu (%.1f)",
+          (unsigned long long) f->records_in, (unsigned long long) f->records_merged,
+          f->records_merged ? (double) f->records_in / (double) f->records_merged : 0.0);
     if (f->converge_samples)
         s_row("progress convergence p50 / p99 / max", "%.3f / %.3f / %.3f s (%u targets)",
               f->converge_p50, f->converge_p99, f->converge_max, f->converge_samples);
@@ -723,6 +726,8 @@ static json_t *s_fleet_json(const sim_fleet_result_t *f)
     json_object_set_new(x, "overlaps_unsettled", json_integer((json_int_t) f->overlaps_partition));
     json_object_set_new(x, "double_results", json_integer((json_int_t) f->double_results));
     json_object_set_new(x, "fenced_results", json_integer((json_int_t) f->fenced_results));
+    json_object_set_new(x, "records_in", json_integer((json_int_t) f->records_in));
+    json_object_set_new(x, "records_merged", json_integer((json_int_t) f->records_merged));
     json_object_set_new(x, "claimed_max_mean", json_real(f->claimed_max_mean));
     json_object_set_new(x, "records_persisted", json_integer((json_int_t) f->records_persisted));
     json_object_set_new(x, "records_lost", json_integer((json_int_t) f->records_lost));
