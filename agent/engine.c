@@ -1556,6 +1556,7 @@ engine_t *engine_new(agent_t *agent, cluster_t *cluster, char *err, size_t errle
     cluster_on_message(cluster, WIRE_PROGRESS, s_on_message, self);
     cluster_on_message(cluster, WIRE_DIGEST, s_on_message, self);
     cluster_on_message(cluster, WIRE_LEASE, s_on_message, self);
+    cluster_on_message(cluster, WIRE_HAVE, s_on_message, self);
     cluster_on_message(cluster, WIRE_PLAN, s_on_message, self);
     cluster_on_audit(cluster, s_audit_hook, self);
     cluster_on_message(cluster, WIRE_LOG_REQ, s_on_log_req, self);

@@ -58,6 +58,16 @@
  * When a member appears live, its clock starts at that moment, so a node
  * never takes over a lease it had no chance to hear being renewed.
  *
+ * Lazy push. A push round picks push_fanout peers; push_eager of them get
+ * the records, the others a HAVE naming each record's version (the fields
+ * progress_compare orders by, the holder cut to 8 bytes). A receiver asks
+ * the announcer (WANT) for the versions newer than its own, marking each
+ * S_BIT_WANTED so that announcements from other peers do not ask again
+ * until any copy of the record arrived or s_want_ms passed; the answer is a
+ * PROGRESS at the announcement's hop, merged and forwarded like a push. A
+ * node thus receives a change about push_eager + 1 times instead of
+ * push_fanout times.
+ *
  * Change feed. Every item (a target's record or an accepted document) sits
  * once in a doubly linked list ordered by `seq`, the local sequence number
  * of its latest change; a change moves it to the tail. A pull "items after
@@ -88,6 +98,11 @@
  *                 |  "q": request id, "items": [item],
  *                 |  "docs": [{"id": bin32, "kind": uint, "size": uint}]}  feed
  *   WIRE_LEASE    | {"seq": uint}                      heartbeat
+ *   WIRE_HAVE     | {"k": 0, "hop", "a": sender's address,
+ *                 |  "plans": [bin32] <= 16, "v": bin of 36-byte versions}
+ *                 |  announcement (lazy push; s_have_put has the layout)
+ *   WIRE_HAVE     | {"k": 1, "hop", "p": bin32 plan id, "i": bin of u32 indices}
+ *                 |  request for announced records, answered by PROGRESS
  *   WIRE_PLAN     | {"k": 0, "id": bin32, "kind": uint, "size": uint}  announce
  *   WIRE_PLAN     | {"k": 1, "id": bin32, "off": uint}                 chunk get
  *   WIRE_PLAN     | {"k": 2, "id": bin32, "off": uint, "total": uint,
@@ -138,6 +153,10 @@
 #define S_CURSOR_CACHE       16u
 #define S_HINT_DOCS          4u  /* documents named in one PROGRESS message */
 #define S_SMALL_ITEMS        32u /* items parsed without an allocation (on the stack) */
+#define S_HAVE_PLANS         16u /* plans named in one HAVE message */
+#define S_HAVE_ENTRY         36u /* bytes of one announced version (s_have_put) */
+#define S_HAVE_HOLDER        8u  /* holder id bytes an announcement carries */
+#define S_MAX_WANTS          65536u
 
 _Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
 _Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
@@ -151,6 +170,7 @@ enum {
     S_BIT_OWN_KNOWN, /* S_BIT_OWN_SELF is valid for the current member set */
     S_BIT_OWN_SELF,
     S_BIT_QUEUED, /* in the push queue */
+    S_BIT_WANTED, /* announced by a peer and asked for (s_want_ms) */
     S_BITS
 };
 
@@ -249,6 +269,11 @@ typedef struct {
     uint8_t hop;
 } s_push_t;
 
+typedef struct {
+    uint32_t ref;
+    uint64_t due; /* when S_BIT_WANTED is cleared unless news came */
+} s_want_t;
+
 /* Open addressing table of u32 values (slot = value + 1; 0 is empty). */
 typedef struct {
     uint32_t *slot;
@@ -314,6 +339,10 @@ struct _fleet_t {
     /* push queue (ring) */
     s_push_t *pq;
     uint32_t pq_head, pq_n, pq_cap;
+
+    /* versions asked for after an announcement (ring, in order of due) */
+    s_want_t *wq;
+    uint32_t wq_head, wq_n, wq_cap;
 
     /* outputs (ring) */
     fleet_out_t *out;
@@ -819,37 +848,317 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
     }
 }
 
+/* Makes room for one more element in a ring of `elem`-byte elements
+ * (*buf, *head, n used of *cap), doubling up to max. Returns false when
+ * full or out of memory. */
+static bool s_ring_room(void **buf, uint32_t *head, uint32_t n, uint32_t *cap, size_t elem,
+                        uint32_t max)
+{
+    if (n < *cap)
+        return true;
+    if (*cap >= max)
+        return false;
+    uint32_t ncap = *cap ? *cap * 2 : 256;
+    uint8_t *nb = malloc((size_t) ncap * elem);
+    if (!nb)
+        return false;
+    for (uint32_t k = 0; k < n; k++)
+        memcpy(nb + (size_t) k * elem, (uint8_t *) *buf + (size_t) ((*head + k) % *cap) * elem,
+               elem);
+    free(*buf);
+    *buf = nb;
+    *cap = ncap;
+    *head = 0;
+    return true;
+}
+
 static void s_push_queue(fleet_t *f, uint32_t ref, uint8_t hop)
 {
     s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
     uint32_t i = ref & S_INDEX_MASK;
     if (s_bit(p, S_BIT_QUEUED, i) || f->n_live_peers == 0)
         return; /* queued already, or nobody to push to: pulls carry it */
-    if (f->pq_n == f->pq_cap) {
-        if (f->pq_cap >= S_MAX_PUSH_QUEUE) {
-            f->stats.push_dropped++;
-            return;
-        }
-        uint32_t cap = f->pq_cap ? f->pq_cap * 2 : 256;
-        s_push_t *nq = malloc((size_t) cap * sizeof *nq);
-        if (!nq) {
-            f->stats.push_dropped++;
-            return;
-        }
-        for (uint32_t k = 0; k < f->pq_n; k++)
-            nq[k] = f->pq[(f->pq_head + k) % f->pq_cap];
-        free(f->pq);
-        f->pq = nq;
-        f->pq_cap = cap;
-        f->pq_head = 0;
+    if (!s_ring_room((void **) &f->pq, &f->pq_head, f->pq_n, &f->pq_cap, sizeof *f->pq,
+                     S_MAX_PUSH_QUEUE)) {
+        f->stats.push_dropped++;
+        return;
     }
     f->pq[(f->pq_head + f->pq_n) % f->pq_cap] = (s_push_t){ref, hop};
     f->pq_n++;
     s_bit_put(p, S_BIT_QUEUED, i, true);
 }
 
+/* ------------------------------------------------------------------ */
+/* lazy push: announcements (HAVE) and requests (WANT)                */
+
+static int s_get_u32(const msgpack_object *body, const char *key, uint32_t max, uint32_t *out);
+
+static void s_put_le32(uint8_t *b, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        b[k] = (uint8_t) (v >> (8 * k));
+}
+
+static uint32_t s_get_le32(const uint8_t *b)
+{
+    return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16 | (uint32_t) b[3] << 24;
+}
+
+/* One announced version, S_HAVE_ENTRY bytes little-endian: plan (u16, its
+ * position in the message's "plans"), state (u8), step (u8), index, epoch,
+ * generation, attempt (u32 each), the holder's first S_HAVE_HOLDER bytes,
+ * finished_ms (u64): every field progress_compare orders by. */
+static void s_have_put(uint8_t *b, uint32_t plan, uint32_t index, const progress_rec_t *r)
+{
+    b[0] = (uint8_t) plan;
+    b[1] = (uint8_t) (plan >> 8);
+    b[2] = r->state;
+    b[3] = r->step;
+    s_put_le32(b + 4, index);
+    s_put_le32(b + 8, r->epoch);
+    s_put_le32(b + 12, r->generation);
+    s_put_le32(b + 16, r->attempt);
+    memcpy(b + 20, r->holder, S_HAVE_HOLDER);
+    s_put_le32(b + 28, (uint32_t) r->finished_ms);
+    s_put_le32(b + 32, (uint32_t) (r->finished_ms >> 32));
+}
+
+/* Reads an entry into *r (key fields only; the holder's tail is zero). */
+static void s_have_get(const uint8_t *b, uint32_t *plan, uint32_t *index, progress_rec_t *r)
+{
+    *plan = (uint32_t) b[0] | (uint32_t) b[1] << 8;
+    r->state = b[2];
+    r->step = b[3];
+    *index = s_get_le32(b + 4);
+    r->epoch = s_get_le32(b + 8);
+    r->generation = s_get_le32(b + 12);
+    r->attempt = s_get_le32(b + 16);
+    memset(r->holder, 0, PROGRESS_ID_LEN);
+    memcpy(r->holder, b + 20, S_HAVE_HOLDER);
+    r->finished_ms = (uint64_t) s_get_le32(b + 28) | (uint64_t) s_get_le32(b + 32) << 32;
+}
+
+static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint32_t n_plans,
+                         const uint8_t *entries, uint32_t n, uint8_t hop, const uint32_t *peers,
+                         uint32_t n_peers)
+{
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, 5);
+    if (!w)
+        return;
+    wire_put_u64(w, "k", 0);
+    wire_put_u64(w, "hop", hop);
+    wire_put_str(w, "a", f->self_address);
+    wire_put_key(w, "plans");
+    msgpack_packer *pk = wire_writer_packer(w);
+    msgpack_pack_array(pk, n_plans);
+    for (uint32_t k = 0; k < n_plans; k++)
+        msgpack_pack_bin_with_body(pk, plans[k], FLEET_ID_LEN);
+    wire_put_bin(w, "v", entries, (size_t) n * S_HAVE_ENTRY);
+    const uint8_t *data;
+    size_t len;
+    if (wire_writer_finish(w, &data, &len) == 0) {
+        for (uint32_t k = 0; k < n_peers; k++)
+            s_emit_send(f, f->mem[peers[k]].pub.address, WIRE_HAVE, data, len);
+        f->stats.haves_out += n;
+    }
+    wire_writer_destroy(&w);
+}
+
+/* Announces the versions of target refs (HAVE) to each of the peers. */
+static void s_send_have(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t hop,
+                        const uint32_t *peers, uint32_t n_peers)
+{
+    if (n == 0 || n_peers == 0)
+        return;
+    uint32_t cap = n < FLEET_MAX_FEED_ITEMS ? n : FLEET_MAX_FEED_ITEMS;
+    uint8_t *entries = malloc((size_t) cap * S_HAVE_ENTRY);
+    if (!entries)
+        return; /* the eager peers and pulls carry them */
+    uint8_t plans[S_HAVE_PLANS][FLEET_ID_LEN];
+    uint32_t slots[S_HAVE_PLANS];
+    uint32_t n_plans = 0, cnt = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t slot = refs[k] >> S_PLAN_SHIFT;
+        uint32_t x = 0;
+        while (x < n_plans && slots[x] != slot)
+            x++;
+        if (cnt == cap || (x == n_plans && n_plans == S_HAVE_PLANS)) {
+            s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, cnt, hop,
+                         peers, n_peers);
+            cnt = n_plans = x = 0;
+        }
+        if (x == n_plans) {
+            slots[n_plans] = slot;
+            memcpy(plans[n_plans++], f->plans[slot]->id, FLEET_ID_LEN);
+        }
+        uint32_t i = refs[k] & S_INDEX_MASK;
+        s_have_put(entries + (size_t) cnt++ * S_HAVE_ENTRY, x, i, &f->plans[slot]->t[i].rec);
+    }
+    s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, cnt, hop, peers,
+                 n_peers);
+    free(entries);
+}
+
+static uint64_t s_want_ms(const fleet_t *f)
+{
+    return 2ull * f->cfg.push_interval_ms + 50;
+}
+
+/* Marks target i of p as asked for until the answer is due. Returns false
+ * when it already is. */
+static bool s_want_mark(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t now)
+{
+    if (s_bit(p, S_BIT_WANTED, i))
+        return false;
+    /* a full ring asks without the mark: a duplicate answer at worst */
+    if (s_ring_room((void **) &f->wq, &f->wq_head, f->wq_n, &f->wq_cap, sizeof *f->wq,
+                    S_MAX_WANTS)) {
+        f->wq[(f->wq_head + f->wq_n) % f->wq_cap] =
+            (s_want_t){s_ref(p->slot, i), now + s_want_ms(f)};
+        f->wq_n++;
+        s_bit_put(p, S_BIT_WANTED, i, true);
+    }
+    return true;
+}
+
+static void s_want_expire(fleet_t *f, uint64_t now)
+{
+    while (f->wq_n > 0 && f->wq[f->wq_head].due <= now) {
+        uint32_t ref = f->wq[f->wq_head].ref;
+        s_bit_put(f->plans[ref >> S_PLAN_SHIFT], S_BIT_WANTED, ref & S_INDEX_MASK, false);
+        f->wq_head = (f->wq_head + 1) % f->wq_cap;
+        f->wq_n--;
+    }
+}
+
+/* Asks `address` for the records of `indices` of a plan (WANT). */
+static void s_send_want(fleet_t *f, const char *address, const uint8_t *plan,
+                        const uint8_t *indices, uint32_t n, uint32_t hop)
+{
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, 4);
+    if (!w)
+        return;
+    wire_put_u64(w, "k", 1);
+    wire_put_u64(w, "hop", hop);
+    wire_put_bin(w, "p", plan, FLEET_ID_LEN);
+    wire_put_bin(w, "i", indices, (size_t) n * 4);
+    const uint8_t *data;
+    size_t len;
+    if (wire_writer_finish(w, &data, &len) == 0)
+        s_emit_send(f, address, WIRE_HAVE, data, len);
+    wire_writer_destroy(&w);
+    f->stats.wants_out += n;
+}
+
+/* HAVE: asks the sender for every announced version newer than ours (and
+ * for the records of plans not known yet, which wait as orphans for their
+ * document). One WANT per plan named. */
+static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *body,
+                              const s_member_t *from)
+{
+    uint32_t hop;
+    const msgpack_object_array *plans;
+    const uint8_t *v;
+    size_t len;
+    char address[FLEET_ADDRESS_MAX + 1];
+    if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 ||
+        wire_get_str(body, "a", address, sizeof address) != 0 ||
+        wire_get_array(body, "plans", &plans, S_HAVE_PLANS) != 0 ||
+        wire_get_bin(body, "v", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * S_HAVE_ENTRY) != 0 ||
+        len % S_HAVE_ENTRY != 0)
+        return GG_EMALFORMED;
+    uint8_t ids[S_HAVE_PLANS][FLEET_ID_LEN];
+    for (uint32_t k = 0; k < plans->size; k++)
+        if (wire_obj_bin_exact(&plans->ptr[k], ids[k], FLEET_ID_LEN) != 0)
+            return GG_EMALFORMED;
+    uint32_t n = (uint32_t) (len / S_HAVE_ENTRY);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t plan = (uint32_t) v[(size_t) k * S_HAVE_ENTRY] |
+                        (uint32_t) v[(size_t) k * S_HAVE_ENTRY + 1] << 8;
+        if (plan >= plans->size)
+            return GG_EMALFORMED;
+    }
+    f->stats.haves_in += n;
+    /* the sender's own address, for a sender not in this node's view yet */
+    const char *reply = from && from->pub.address[0] ? from->pub.address : address;
+    if (!reply[0] || n == 0)
+        return 0; /* nobody to ask */
+    uint8_t *want = malloc((size_t) n * 4);
+    if (!want)
+        return 0;
+    for (uint32_t x = 0; x < plans->size; x++) {
+        s_plan_t *p = s_plan(f, ids[x]);
+        uint32_t m = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            progress_rec_t r;
+            uint32_t plan, i;
+            s_have_get(v + (size_t) k * S_HAVE_ENTRY, &plan, &i, &r);
+            if (plan != x)
+                continue;
+            if (p) {
+                if (i >= p->n) {
+                    f->stats.malformed++;
+                    continue;
+                }
+                if (progress_compare_prefix(&r, &p->t[i].rec, S_HAVE_HOLDER) <= 0 ||
+                    !s_want_mark(f, p, i, now))
+                    continue;
+            } else if (i >= FLEET_MAX_TARGETS) {
+                f->stats.malformed++;
+                continue;
+            }
+            s_put_le32(want + (size_t) m++ * 4, i);
+        }
+        if (m > 0)
+            s_send_want(f, reply, ids[x], want, m, hop);
+    }
+    free(want);
+    return 0;
+}
+
+/* WANT: sends the asked records of a known plan back as PROGRESS at the
+ * announcement's hop, as if they had been pushed. */
+static int s_on_have_want(fleet_t *f, const msgpack_object *body, const s_member_t *from)
+{
+    uint32_t hop;
+    uint8_t id[FLEET_ID_LEN];
+    const uint8_t *v;
+    size_t len;
+    if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 ||
+        wire_get_bin_exact(body, "p", id, FLEET_ID_LEN) != 0 ||
+        wire_get_bin(body, "i", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * 4) != 0 || len % 4 != 0)
+        return GG_EMALFORMED;
+    s_plan_t *p = s_plan(f, id);
+    if (!p || !from || !from->pub.address[0] || len == 0)
+        return 0;
+    uint32_t n = (uint32_t) (len / 4), m = 0;
+    uint32_t *refs = malloc((size_t) n * sizeof *refs);
+    if (!refs)
+        return 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = s_get_le32(v + (size_t) k * 4);
+        if (i < p->n)
+            refs[m++] = s_ref(p->slot, i);
+    }
+    uint32_t to = (uint32_t) (from - f->mem);
+    if (m > 0)
+        s_send_items(f, refs, m, (uint8_t) hop, &to, 1);
+    free(refs);
+    return m == n ? 0 : GG_EMALFORMED;
+}
+
+static int s_on_have(fleet_t *f, uint64_t now, const wire_msg_t *msg, const s_member_t *from)
+{
+    uint32_t k;
+    if (s_get_u32(&msg->body, "k", 1, &k) != 0)
+        return GG_EMALFORMED;
+    return k == 0 ? s_on_have_announce(f, now, &msg->body, from)
+                  : s_on_have_want(f, &msg->body, from);
+}
+
 /* One push round: up to S_PUSH_MSGS messages' worth of queued changes,
- * grouped by hop, to push_fanout random live peers. */
+ * grouped by hop, to push_fanout random live peers: push_eager of them get
+ * the records, the others an announcement of the versions (lazy push). */
 static void s_push_round(fleet_t *f, uint64_t now)
 {
     uint32_t take = f->pq_n;
@@ -876,14 +1185,26 @@ static void s_push_round(fleet_t *f, uint64_t now)
         f->stats.push_dropped += take;
         goto out;
     }
+    /* the first n_eager peers (a random choice) get the records, the others
+     * an announcement of their versions */
+    uint32_t n_eager =
+        f->cfg.push_eager && f->cfg.push_eager < n_peers ? f->cfg.push_eager : n_peers;
+    for (uint32_t k = 0; k < n_eager && n_eager < n_peers; k++) {
+        uint32_t j = k + (uint32_t) rng_below(&f->rng, n_peers - k);
+        uint32_t t = peers[k];
+        peers[k] = peers[j];
+        peers[j] = t;
+    }
     /* one batch per hop value present, in queue order within each */
     for (uint32_t hop = 0; hop <= f->max_hops; hop++) {
         uint32_t n = 0;
         for (uint32_t k = 0; k < take; k++)
             if (hops[k] == hop)
                 byhop[n++] = refs[k];
-        if (n > 0)
-            s_send_items(f, byhop, n, (uint8_t) hop, peers, n_peers);
+        if (n == 0)
+            continue;
+        s_send_items(f, byhop, n, (uint8_t) hop, peers, n_eager);
+        s_send_have(f, byhop, n, (uint8_t) hop, peers + n_eager, n_peers - n_eager);
     }
 out:
     free(refs);
@@ -1659,6 +1980,9 @@ static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_
             f->stats.malformed++;
             continue;
         }
+        /* an answer (or an eager copy) came: later announcements are
+         * weighed against what it brought */
+        s_bit_put(p, S_BIT_WANTED, it->index, false);
         s_merge_in(f, p, it->index, &it->rec, hop, now);
     }
 }
@@ -2277,6 +2601,7 @@ int fleet_config_get(const char *profile, fleet_config_t *out)
         .lease_margin_ms = 5000,
         .push_interval_ms = 200,
         .push_fanout = 3,
+        .push_eager = 3,
         .anti_entropy_interval_ms = 10000,
         .max_hops = 3,
     };
@@ -2364,6 +2689,7 @@ void fleet_destroy(fleet_t **self_p)
         s_fetch_free(&f->fetch[k]);
     free(f->wanted);
     free(f->pq);
+    free(f->wq);
     while (f->out_n > 0) {
         fleet_out_release(&f->out[f->out_head]);
         f->out_head = (f->out_head + 1) % f->out_cap;
@@ -2859,7 +3185,7 @@ fleet_doc_state_t fleet_doc_state(const fleet_t *f, const uint8_t doc_id[FLEET_I
 bool fleet_msg_type_known(uint32_t wire_type)
 {
     return wire_type == WIRE_PROGRESS || wire_type == WIRE_DIGEST || wire_type == WIRE_LEASE ||
-           wire_type == WIRE_PLAN;
+           wire_type == WIRE_PLAN || wire_type == WIRE_HAVE;
 }
 
 int fleet_handle(fleet_t *f, uint64_t now_ms, const wire_msg_t *msg)
@@ -2888,6 +3214,7 @@ int fleet_handle(fleet_t *f, uint64_t now_ms, const wire_msg_t *msg)
         break;
     }
     case WIRE_PLAN: rc = s_on_plan(f, now_ms, msg, from); break;
+    case WIRE_HAVE: rc = s_on_have(f, now_ms, msg, from); break;
     default: break;
     }
     if (rc == GG_EMALFORMED) {
@@ -2925,6 +3252,17 @@ static void s_scale_push(fleet_t *f)
         hops = f->cfg.max_hops;
     if (hops > S_MAX_HOPS)
         hops = S_MAX_HOPS;
+    /* With lazy push, most of the peers get a 36-byte announcement per
+     * change instead of the record: half as many peers again cost less than
+     * the records did. It matters because an epidemic runs mostly in one
+     * push round, in which a node is picked about Poisson(fanout) times: a
+     * node picked by nobody in that round misses every change that round
+     * carried until anti-entropy (measured at 1,000 nodes: p99 convergence
+     * 9 s at fanout 12, 0.6 s at 18). */
+    if (f->cfg.push_eager > 0 && f->cfg.push_eager < fanout)
+        fanout += fanout / 2;
+    if (fanout > S_MAX_FANOUT)
+        fanout = S_MAX_FANOUT;
     f->push_fanout = fanout;
     f->max_hops = hops;
 }
@@ -3023,6 +3361,7 @@ void fleet_tick(fleet_t *f, uint64_t now_ms)
     s_scan(f, now_ms);
     if (f->pq_n > 0 && now_ms >= f->push_at)
         s_push_round(f, now_ms);
+    s_want_expire(f, now_ms);
 }
 
 uint64_t fleet_next_deadline(const fleet_t *f)
@@ -3050,6 +3389,8 @@ uint64_t fleet_next_deadline(const fleet_t *f)
         d = s_min(d, f->hb_at);
     if (f->pq_n > 0)
         d = s_min(d, f->push_at);
+    if (f->wq_n > 0)
+        d = s_min(d, f->wq[f->wq_head].due);
     for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
         if (f->fetch[k].active)
             d = s_min(d, f->fetch[k].progress_at + f->cfg.lease_ttl_ms / 2);

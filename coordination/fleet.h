@@ -46,7 +46,9 @@
  *   node's change feed (a local sequence number; each item appears once, at
  *   its latest change). Changes are pushed to up to push_fanout live peers
  *   every push_interval (hop-limited forwarding of changes that were new to
- *   the receiver makes it an epidemic for large fleets), and every
+ *   the receiver makes it an epidemic for large fleets; push_eager of the
+ *   peers get the records, the others an announcement of their versions and
+ *   ask for the ones they lack), and every
  *   anti_entropy_interval each node pulls from one random live peer:
  *   PULL{feed_id, since, state sum} -> FEED{feed_id, items after since
  *   (bounded), next, more}; none when the puller's state sum (a hash of its
@@ -92,6 +94,11 @@ typedef struct {
     uint32_t lease_margin_ms;  /* extra silence tolerated before takeover */
     uint32_t push_interval_ms; /* batching of pushed changes */
     uint32_t push_fanout;      /* peers per push (all live peers when fewer) */
+    /* Of those, how many get the records themselves; the others get an
+     * announcement of the versions (HAVE) and ask for what they lack
+     * (lazy push: each node receives a change about once instead of
+     * push_fanout times). 0: all of them. */
+    uint32_t push_eager;
     uint32_t anti_entropy_interval_ms;
     uint32_t max_hops; /* forwarding limit for pushed changes */
     /* Bounded load (DESIGN.md §3): 0 plain rendezvous; else 1000..100000,
@@ -274,15 +281,17 @@ bool fleet_synced(const fleet_t *f);
 
 typedef struct {
     uint64_t claims, takeovers, reclaims, handbacks;
-    uint64_t conflicts;      /* same-epoch races lost (aborted) */
-    uint64_t fenced_results; /* outcomes discarded: superseded epoch */
-    uint64_t records_in;     /* records received (pushed or pulled) */
-    uint64_t records_out;    /* records sent (per message, not per peer) */
-    uint64_t records_merged; /* received records that changed ours */
-    uint64_t docs_in;        /* documents assembled and handed over (FOUT_DOC) */
-    uint64_t docs_out;       /* document chunks served */
-    uint64_t pulls;          /* pull requests sent (one per page) */
-    uint64_t malformed;      /* messages or items refused */
+    uint64_t conflicts;           /* same-epoch races lost (aborted) */
+    uint64_t fenced_results;      /* outcomes discarded: superseded epoch */
+    uint64_t records_in;          /* records received (pushed or pulled) */
+    uint64_t records_out;         /* records sent (per message, not per peer) */
+    uint64_t records_merged;      /* received records that changed ours */
+    uint64_t docs_in;             /* documents assembled and handed over (FOUT_DOC) */
+    uint64_t docs_out;            /* document chunks served */
+    uint64_t pulls;               /* pull requests sent (one per page) */
+    uint64_t malformed;           /* messages or items refused */
+    uint64_t haves_in, haves_out; /* versions announced to / by this node */
+    uint64_t wants_out;           /* announced versions asked for */
     uint64_t heartbeats_out, heartbeats_in;
     uint64_t scan_work;       /* claim-scan work units done by fleet_tick (one per target
                                  check, plus members/32 per ownership computation); at

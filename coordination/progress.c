@@ -3,6 +3,7 @@
 #include "gg_error.h"
 #include "wire.h"
 
+#include <assert.h>
 #include <string.h>
 
 static const char *s_names[TARGET_STATE_COUNT] = {
@@ -55,12 +56,18 @@ static int s_rank(uint8_t state)
 
 int progress_compare(const progress_rec_t *a, const progress_rec_t *b)
 {
+    return progress_compare_prefix(a, b, PROGRESS_ID_LEN);
+}
+
+int progress_compare_prefix(const progress_rec_t *a, const progress_rec_t *b, size_t holder_len)
+{
+    assert(holder_len <= PROGRESS_ID_LEN);
     S_CMP(a->epoch, b->epoch);
     S_CMP(a->generation, b->generation);
     S_CMP(a->attempt, b->attempt);
     S_CMP(s_rank(a->state), s_rank(b->state));
     S_CMP(a->state, b->state);
-    int h = memcmp(a->holder, b->holder, PROGRESS_ID_LEN);
+    int h = memcmp(a->holder, b->holder, holder_len);
     if (h)
         return h < 0 ? -1 : 1;
     /* Equal keys from one holder are the same event; the remaining fields

@@ -78,6 +78,9 @@ bool target_state_terminal(target_state_t state);
 
 /* Total order used by the merge: <0, 0 or >0. */
 int progress_compare(const progress_rec_t *a, const progress_rec_t *b);
+/* The same order with only the first holder_len bytes of the holders
+ * compared (an announcement carries a prefix of the holder's id). */
+int progress_compare_prefix(const progress_rec_t *a, const progress_rec_t *b, size_t holder_len);
 
 /* local := join(local, incoming). Returns true when local changed. */
 bool progress_merge(progress_rec_t *local, const progress_rec_t *incoming);

@@ -59,6 +59,7 @@ const char *wire_type_name(uint32_t type)
     case WIRE_LOG_REP: return "log_rep";
     case WIRE_LEASE: return "lease";
     case WIRE_SCALE: return "scale";
+    case WIRE_HAVE: return "have";
     default: return "unknown";
     }
 }

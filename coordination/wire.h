@@ -52,6 +52,7 @@ typedef enum {
     WIRE_LOG_REP = 21,
     WIRE_LEASE = 22, /* lease claims and renewals */
     WIRE_SCALE = 23, /* the fleet's scaler asks a member to retire (scale-down) */
+    WIRE_HAVE = 24,  /* announced record versions (lazy push) and requests for them */
 } wire_type_t;
 
 /* Returns a short lower-case name for metrics labels ("ping", "ack", ...);

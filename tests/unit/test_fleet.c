@@ -753,6 +753,34 @@ static void test_malformed_messages(void)
         CHECK(s_feed(f, w) == GG_EINVAL);
         wire_writer_destroy(&w);
     }
+    {
+        /* announcements: versions of a whole 36 bytes each, naming a plan
+         * the message lists */
+        uint8_t v[72] = {0}, pid[FLEET_ID_LEN] = {0};
+        for (int variant = 0; variant < 3; variant++) {
+            wire_writer_t *w = wire_writer_new(WIRE_HAVE, peer, 5);
+            wire_put_u64(w, "k", 0);
+            wire_put_u64(w, "hop", 1);
+            wire_put_str(w, "a", "tcp://p:1");
+            wire_put_key(w, "plans");
+            msgpack_pack_array(wire_writer_packer(w), 1);
+            msgpack_pack_bin_with_body(wire_writer_packer(w), pid, sizeof pid);
+            v[36] = variant == 1 ? 1 : 0; /* plan 1 of a list of 1 */
+            wire_put_bin(w, "v", v, variant == 0 ? 71 : 72);
+            CHECK(s_feed(f, w) == (variant < 2 ? GG_EMALFORMED : 0));
+            bad += variant < 2;
+            wire_writer_destroy(&w);
+        }
+        wire_writer_t *w = wire_writer_new(WIRE_HAVE, peer, 4);
+        wire_put_u64(w, "k", 1);
+        wire_put_u64(w, "hop", 1);
+        wire_put_bin(w, "p", pid, sizeof pid);
+        wire_put_bin(w, "i", v, 3); /* not whole u32 indices */
+        CHECK(s_feed(f, w) == GG_EMALFORMED);
+        bad++;
+        wire_writer_destroy(&w);
+        CHECK(fleet_msg_type_known(WIRE_HAVE));
+    }
     CHECK(fleet_stats(f)->malformed == bad);
     CHECK(fleet_msg_type_known(WIRE_PROGRESS) && !fleet_msg_type_known(WIRE_PING));
 
@@ -1847,14 +1875,61 @@ static void test_net_push_epidemic(void)
     s_free(&net);
 }
 
+/* Lazy push: with one peer per round getting the record and the others an
+ * announcement, a change still reaches every node by pushes alone (the
+ * announced-to ask for it), and each node receives the record a few times
+ * instead of once per forwarding peer. */
+static void test_net_lazy_push(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 8, 26);
+    net.cfg.push_fanout = 2;
+    net.cfg.push_eager = 1;
+    net.cfg.max_hops = 4;
+    net.cfg.anti_entropy_interval_ms = 600000;
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(&net, 10, &ro);
+    fn_plan_t *p = &net.plans[k];
+    for (uint32_t i = 0; i < p->n; i++)
+        p->gated[i] = true; /* nothing runs: only the operator's change moves */
+    for (int i = 0; i < 8; i++)
+        REQUIRE(fn_start(&net, i, false) == 0);
+    fn_view_all(&net);
+    fn_run_until(&net, net.now + 500);
+    uint64_t pulls = SUM_STAT(&net, pulls), in = SUM_STAT(&net, records_in);
+    progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, 3);
+    r.generation = 1;
+    r.state = TARGET_SKIPPED;
+    CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, 3, &r) == 0);
+    fn_run_until(&net, net.now + 300);
+    int got = 0;
+    for (int i = 0; i < 8; i++)
+        got += fleet_record(net.nodes[i].f, p->id, 3)->generation == 1;
+    CHECK(got == 8);
+    CHECK(SUM_STAT(&net, pulls) == pulls); /* pushes alone */
+    CHECK(SUM_STAT(&net, wants_out) > 0);
+    CHECK(SUM_STAT(&net, haves_in) > SUM_STAT(&net, wants_out));
+    /* pushed to every peer, each of 7 nodes would receive it from each of
+     * the 7 others that forward it (up to 49 times) */
+    uint64_t received = SUM_STAT(&net, records_in) - in;
+    if (received > 7 * 3)
+        fprintf(stderr, "  records received %llu for 7 nodes\n", (unsigned long long) received);
+    CHECK(received <= 7 * 3);
+    s_free(&net);
+}
+
 /* Pushes reach a large fleet: the fanout grows with ln N (a change forwarded
  * once to F peers misses a node with probability ~e^-F), and with 3 members
- * every peer gets it. Counts the distinct peers one change is pushed to. */
-static uint32_t s_push_peers(uint32_t members)
+ * every peer gets it. Counts the distinct peers one change is pushed to
+ * (PROGRESS) and, with lazy push (eager > 0), announced to (HAVE). */
+static uint32_t s_push_peers(uint32_t members, uint32_t eager, uint32_t *announced)
 {
     fleet_config_t c = s_cfg();
     c.push_fanout = 3;
+    c.push_eager = eager;
     c.max_hops = 3;
+    *announced = 0;
     uint8_t id[FLEET_ID_LEN], plan[FLEET_ID_LEN];
     fn_node_id(0, id);
     memset(plan, 0x51, sizeof plan);
@@ -1893,6 +1968,8 @@ static uint32_t s_push_peers(uint32_t members)
             if (!dup && distinct < members)
                 snprintf(seen[distinct++], sizeof seen[0], "%s", o.address);
         }
+        if (o.type == FOUT_SEND && o.wire_type == WIRE_HAVE)
+            (*announced)++; /* one HAVE per peer: the change fits one message */
         fleet_out_release(&o);
     }
 out:
@@ -1904,9 +1981,20 @@ out:
 
 static void test_push_fanout_scales(void)
 {
-    CHECK(s_push_peers(3) == 2);     /* every peer */
-    CHECK(s_push_peers(100) == 10);  /* ceil(ln 100) + 5 */
-    CHECK(s_push_peers(1000) == 12); /* ceil(ln 1000) + 5 */
+    uint32_t ann;
+    CHECK(s_push_peers(3, 0, &ann) == 2); /* every peer */
+    CHECK(ann == 0);
+    CHECK(s_push_peers(100, 0, &ann) == 10);  /* ceil(ln 100) + 5 */
+    CHECK(s_push_peers(1000, 0, &ann) == 12); /* ceil(ln 1000) + 5 */
+    CHECK(ann == 0);
+    /* lazy push: 3 peers get the record, the rest of 1.5 x the fanout an
+     * announcement; a fleet smaller than that gets records only */
+    CHECK(s_push_peers(3, 3, &ann) == 2);
+    CHECK(ann == 0);
+    CHECK(s_push_peers(100, 3, &ann) == 3);
+    CHECK(ann == 12);
+    CHECK(s_push_peers(1000, 3, &ann) == 3);
+    CHECK(ann == 15);
 }
 
 /* A feed longer than one message is pulled in pages; the puller is synced
@@ -2174,6 +2262,7 @@ int main(void)
     GG_RUN(test_net_doc_source_retry);
     GG_RUN(test_net_late_plan_waits_for_pull);
     GG_RUN(test_net_push_epidemic);
+    GG_RUN(test_net_lazy_push);
     GG_RUN(test_net_paged_pull);
     GG_RUN(test_net_pull_same_state);
     GG_RUN(test_progress_names_documents);
