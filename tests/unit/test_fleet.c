@@ -490,6 +490,35 @@ static void s_put_item(msgpack_packer *pk, size_t plan_len, int64_t index, uint3
     s_put_rec(pk, state);
 }
 
+/* A valid lazy-push message about plan 0x11..: an announcement of targets 3
+ * and 5 (want = false) or a request for them. */
+static wire_writer_t *s_have_msg(const uint8_t *sender, bool want)
+{
+    uint8_t plan[FLEET_ID_LEN], v[72] = {0};
+    memset(plan, 0x11, sizeof plan);
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, sender, want ? 4 : 5);
+    wire_put_u64(w, "k", want ? 1 : 0);
+    wire_put_u64(w, "hop", 0);
+    if (want) {
+        wire_put_bin(w, "p", plan, sizeof plan);
+        uint8_t idx[8] = {3, 0, 0, 0, 5, 0, 0, 0};
+        wire_put_bin(w, "i", idx, sizeof idx);
+        return w;
+    }
+    wire_put_str(w, "a", "tcp://b:1");
+    wire_put_key(w, "plans");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    msgpack_pack_bin_with_body(wire_writer_packer(w), plan, sizeof plan);
+    v[2] = TARGET_RUNNING; /* target 3, epoch 1 */
+    v[4] = 3;
+    v[8] = 1;
+    v[36 + 2] = TARGET_SUCCEEDED; /* target 5, epoch 2 */
+    v[36 + 4] = 5;
+    v[36 + 8] = 2;
+    wire_put_bin(w, "v", v, sizeof v);
+    return w;
+}
+
 static wire_writer_t *s_progress(const uint8_t *sender, int variant)
 {
     wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, sender, 2);
@@ -784,13 +813,24 @@ static void test_malformed_messages(void)
     CHECK(fleet_stats(f)->malformed == bad);
     CHECK(fleet_msg_type_known(WIRE_PROGRESS) && !fleet_msg_type_known(WIRE_PING));
 
-    /* mutations of valid messages: refused or accepted, never a crash */
+    /* mutations of valid messages: refused or accepted, never a crash (the
+     * plan of s_put_item and s_have_msg known, so that announcements and
+     * requests reach its targets) */
+    {
+        uint8_t plan[FLEET_ID_LEN];
+        uint64_t keys[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        fleet_rollout_t ro = s_ro();
+        memset(plan, 0x11, sizeof plan);
+        REQUIRE(fleet_add_plan(f, 20, plan, 8, keys, NULL, &ro) == 0);
+    }
     rng_t rng;
     rng_seed(&rng, 99);
-    wire_writer_t *valid[4] = {s_progress(peer, 0), s_digest(peer, 0), s_digest(peer, 4),
-                               s_plan_msg(peer, 0)};
+    wire_writer_t *valid[6] = {s_progress(peer, 0),     s_digest(peer, 0),
+                               s_digest(peer, 4),       s_plan_msg(peer, 0),
+                               s_have_msg(peer, false), s_have_msg(peer, true)};
+    uint64_t wants = fleet_stats(f)->wants_out;
     for (int round = 0; round < 3000; round++) {
-        wire_writer_t *w = valid[round % 4];
+        wire_writer_t *w = valid[round % 6];
         const uint8_t *data;
         size_t len;
         REQUIRE(wire_writer_finish(w, &data, &len) == 0);
@@ -811,8 +851,9 @@ static void test_malformed_messages(void)
         while (fleet_poll(f, &o))
             fleet_out_release(&o);
     }
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 6; k++)
         wire_writer_destroy(&valid[k]);
+    CHECK(fleet_stats(f)->wants_out > wants); /* some announcements got through */
     fleet_destroy(&f);
 }
 
