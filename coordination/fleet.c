@@ -752,6 +752,20 @@ static void s_send_to(fleet_t *f, const s_member_t *m, wire_writer_t *w, uint32_
         s_emit_send(f, m->pub.address, type, data, len);
 }
 
+/* Finishes *w and queues it for each of the peers (indices into mem);
+ * destroys the writer. Returns true when it was sent. */
+static bool s_send_peers(fleet_t *f, wire_writer_t **w, uint32_t type, const uint32_t *peers,
+                         uint32_t n_peers)
+{
+    const uint8_t *data;
+    size_t len;
+    bool ok = *w && wire_writer_finish(*w, &data, &len) == 0;
+    for (uint32_t k = 0; ok && k < n_peers; k++)
+        s_emit_send(f, f->mem[peers[k]].pub.address, type, data, len);
+    wire_writer_destroy(w);
+    return ok;
+}
+
 static size_t s_item_bytes(const s_target_t *t)
 {
     return S_ITEM_BYTES + strnlen(t->rec.error, PROGRESS_ERROR_MAX);
@@ -835,14 +849,8 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
                 for (uint32_t k = 0; k < n_docs; k++)
                     s_pack_doc(pk, docs[k]);
             }
-            const uint8_t *data;
-            size_t len;
-            if (wire_writer_finish(w, &data, &len) == 0) {
-                for (uint32_t k = 0; k < n_peers; k++)
-                    s_emit_send(f, f->mem[peers[k]].pub.address, WIRE_PROGRESS, data, len);
+            if (s_send_peers(f, &w, WIRE_PROGRESS, peers, n_peers))
                 f->stats.records_out += cnt;
-            }
-            wire_writer_destroy(&w);
         }
         at += cnt;
     }
@@ -954,14 +962,8 @@ static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint3
     for (uint32_t k = 0; k < n_plans; k++)
         msgpack_pack_bin_with_body(pk, plans[k], FLEET_ID_LEN);
     wire_put_bin(w, "v", entries, (size_t) n * S_HAVE_ENTRY);
-    const uint8_t *data;
-    size_t len;
-    if (wire_writer_finish(w, &data, &len) == 0) {
-        for (uint32_t k = 0; k < n_peers; k++)
-            s_emit_send(f, f->mem[peers[k]].pub.address, WIRE_HAVE, data, len);
+    if (s_send_peers(f, &w, WIRE_HAVE, peers, n_peers))
         f->stats.haves_out += n;
-    }
-    wire_writer_destroy(&w);
 }
 
 /* Announces the versions of target refs (HAVE) to each of the peers. */
@@ -2050,12 +2052,7 @@ static void s_announce(fleet_t *f, const s_doc_t *d)
     wire_put_bin(w, "id", d->id, FLEET_ID_LEN);
     wire_put_u64(w, "kind", d->kind);
     wire_put_u64(w, "size", d->size);
-    const uint8_t *data;
-    size_t len;
-    if (wire_writer_finish(w, &data, &len) == 0)
-        for (uint32_t k = 0; k < n; k++)
-            s_emit_send(f, f->mem[peers[k]].pub.address, WIRE_PLAN, data, len);
-    wire_writer_destroy(&w);
+    s_send_peers(f, &w, WIRE_PLAN, peers, n);
 }
 
 static void s_doc_have(fleet_t *f, s_doc_t *d)
@@ -3317,14 +3314,8 @@ static void s_heartbeat(fleet_t *f, uint64_t now)
     if (!w)
         return;
     wire_put_u64(w, "seq", ++f->hb_seq);
-    const uint8_t *data;
-    size_t len;
-    if (wire_writer_finish(w, &data, &len) == 0)
-        for (uint32_t k = 0; k < n; k++) {
-            s_emit_send(f, f->mem[set[k]].pub.address, WIRE_LEASE, data, len);
-            f->stats.heartbeats_out++;
-        }
-    wire_writer_destroy(&w);
+    if (s_send_peers(f, &w, WIRE_LEASE, set, n))
+        f->stats.heartbeats_out += n;
 }
 
 void fleet_tick(fleet_t *f, uint64_t now_ms)

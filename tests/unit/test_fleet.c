@@ -1883,6 +1883,37 @@ static void test_net_late_plan_waits_for_pull(void)
     s_free(&net);
 }
 
+/* Starts n nodes of net (a plan of 10 gated targets: nothing runs), lets
+ * them settle, changes target 3 on node 0 (generation 1, skipped) and runs
+ * 300 ms: returns how many nodes have the change; *pulls and *received are
+ * the pulls and records received meanwhile. */
+static int s_push_one_change(fleet_net_t *net, int n, uint64_t *pulls, uint64_t *received)
+{
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(net, 10, &ro);
+    fn_plan_t *p = &net->plans[k];
+    for (uint32_t i = 0; i < p->n; i++)
+        p->gated[i] = true; /* nothing runs: only the operator's change moves */
+    for (int i = 0; i < n; i++)
+        if (fn_start(net, i, false) != 0)
+            return -1;
+    fn_view_all(net);
+    fn_run_until(net, net->now + 500);
+    uint64_t pulls0 = SUM_STAT(net, pulls), in0 = SUM_STAT(net, records_in);
+    progress_rec_t r = *fleet_record(net->nodes[0].f, p->id, 3);
+    r.generation = 1;
+    r.state = TARGET_SKIPPED;
+    if (fleet_record_local(net->nodes[0].f, net->now, p->id, 3, &r) != 0)
+        return -1;
+    fn_run_until(net, net->now + 300);
+    int got = 0;
+    for (int i = 0; i < n; i++)
+        got += fleet_record(net->nodes[i].f, p->id, 3)->generation == 1;
+    *pulls = SUM_STAT(net, pulls) - pulls0;
+    *received = SUM_STAT(net, records_in) - in0;
+    return got;
+}
+
 /* With a small fanout and no anti-entropy in sight, a change reaches every
  * node by hop-limited forwarding. */
 static void test_net_push_epidemic(void)
@@ -1893,26 +1924,9 @@ static void test_net_push_epidemic(void)
     net.cfg.push_fanout = 2;
     net.cfg.max_hops = 4;
     net.cfg.anti_entropy_interval_ms = 600000;
-    fleet_rollout_t ro = s_ro();
-    int k = fn_plan(&net, 10, &ro);
-    fn_plan_t *p = &net.plans[k];
-    for (uint32_t i = 0; i < p->n; i++)
-        p->gated[i] = true; /* nothing runs: only the operator's change moves */
-    for (int i = 0; i < 8; i++)
-        REQUIRE(fn_start(&net, i, false) == 0);
-    fn_view_all(&net);
-    fn_run_until(&net, net.now + 500);
-    uint64_t pulls = SUM_STAT(&net, pulls);
-    progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, 3);
-    r.generation = 1;
-    r.state = TARGET_SKIPPED;
-    CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, 3, &r) == 0);
-    fn_run_until(&net, net.now + 300);
-    int got = 0;
-    for (int i = 0; i < 8; i++)
-        got += fleet_record(net.nodes[i].f, p->id, 3)->generation == 1;
-    CHECK(got == 8);
-    CHECK(SUM_STAT(&net, pulls) == pulls); /* pushes alone */
+    uint64_t pulls, received;
+    CHECK(s_push_one_change(&net, 8, &pulls, &received) == 8);
+    CHECK(pulls == 0); /* pushes alone */
     s_free(&net);
 }
 
@@ -1929,31 +1943,13 @@ static void test_net_lazy_push(void)
     net.cfg.push_eager = 1;
     net.cfg.max_hops = 4;
     net.cfg.anti_entropy_interval_ms = 600000;
-    fleet_rollout_t ro = s_ro();
-    int k = fn_plan(&net, 10, &ro);
-    fn_plan_t *p = &net.plans[k];
-    for (uint32_t i = 0; i < p->n; i++)
-        p->gated[i] = true; /* nothing runs: only the operator's change moves */
-    for (int i = 0; i < 8; i++)
-        REQUIRE(fn_start(&net, i, false) == 0);
-    fn_view_all(&net);
-    fn_run_until(&net, net.now + 500);
-    uint64_t pulls = SUM_STAT(&net, pulls), in = SUM_STAT(&net, records_in);
-    progress_rec_t r = *fleet_record(net.nodes[0].f, p->id, 3);
-    r.generation = 1;
-    r.state = TARGET_SKIPPED;
-    CHECK(fleet_record_local(net.nodes[0].f, net.now, p->id, 3, &r) == 0);
-    fn_run_until(&net, net.now + 300);
-    int got = 0;
-    for (int i = 0; i < 8; i++)
-        got += fleet_record(net.nodes[i].f, p->id, 3)->generation == 1;
-    CHECK(got == 8);
-    CHECK(SUM_STAT(&net, pulls) == pulls); /* pushes alone */
+    uint64_t pulls, received;
+    CHECK(s_push_one_change(&net, 8, &pulls, &received) == 8);
+    CHECK(pulls == 0); /* pushes alone */
     CHECK(SUM_STAT(&net, wants_out) > 0);
     CHECK(SUM_STAT(&net, haves_in) > SUM_STAT(&net, wants_out));
     /* pushed to every peer, each of 7 nodes would receive it from each of
      * the 7 others that forward it (up to 49 times) */
-    uint64_t received = SUM_STAT(&net, records_in) - in;
     if (received > 7 * 3)
         fprintf(stderr, "  records received %llu for 7 nodes\n", (unsigned long long) received);
     CHECK(received <= 7 * 3);
