@@ -113,6 +113,8 @@ typedef struct {
     uint32_t attempts;           /* retry.maxAttempts of the plan */
     uint64_t plan_at_ms;         /* when the plan is applied */
     uint32_t bounded_load_milli; /* bounded-load cap: 1000 + eps*1000 (0: none) */
+    int32_t push_eager;          /* peers a push sends records to (-1: the profile's;
+                                    0: every peer, no announcements) */
 } sim_config_t;
 
 /* Fills *cfg with the defaults (lan, 10 nodes, 60 s, no faults). */

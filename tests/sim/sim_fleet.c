@@ -794,6 +794,8 @@ static int s_boot(sim_t *sim, sim_node_t *node, void **state, uint64_t now)
     if (rc != 0)
         goto out;
     fc.load_cap_milli = cfg->bounded_load_milli;
+    if (cfg->push_eager >= 0)
+        fc.push_eager = (uint32_t) cfg->push_eager;
     in->fleet = fleet_new(&fc, node->id, node->address, sim_machine_seed(sim), now);
     if (!in->fleet) {
         rc = GG_ENOMEM;

@@ -73,6 +73,8 @@ static void s_usage(FILE *f)
                "  --plan-at D          when the plan is applied (default 5 probe intervals)\n"
                "  --load-cap F         bounded load: nobody owns more than F x the mean (1..100;\n"
                "                       default 0: plain rendezvous)\n"
+               "  --push-eager N       peers of a push round sent the records; the others get\n"
+               "                       an announcement (default 3; 0: records to every peer)\n"
                "  --profile P          lan, wan or test: timings and network (default lan)\n"
                "  --duration D         chaos phase, e.g. 60s, 10m, 1h (default 60s)\n"
                "  --settle D           longest settle phase (default from the profile)\n"
@@ -213,6 +215,7 @@ enum {
     O_ATTEMPTS,
     O_PLAN_AT,
     O_LOAD_CAP,
+    O_PUSH_EAGER,
 };
 
 static const struct option s_options[] = {
@@ -248,6 +251,7 @@ static const struct option s_options[] = {
     {"attempts", required_argument, NULL, O_ATTEMPTS},
     {"plan-at", required_argument, NULL, O_PLAN_AT},
     {"load-cap", required_argument, NULL, O_LOAD_CAP},
+    {"push-eager", required_argument, NULL, O_PUSH_EAGER},
     {NULL, 0, NULL, 0},
 };
 
@@ -290,6 +294,12 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             o->base.attempts = u > 100000 ? 100000 : (uint32_t) u;
             break;
         case O_PLAN_AT: rc = units_parse_duration(v, &o->base.plan_at_ms); break;
+        case O_PUSH_EAGER:
+            rc = s_parse_u64(v, &u);
+            if (rc == 0 && u > 64)
+                rc = GG_EINVAL;
+            o->base.push_eager = (int32_t) u;
+            break;
         case O_LOAD_CAP: {
             double cap = 0;
             rc = s_parse_double(v, &cap);
@@ -499,7 +509,7 @@ static bool s_same_config(const sim_config_t *a, const sim_config_t *b)
         (a->fleet &&
          (a->workers != b->workers || a->exec_ms != b->exec_ms || a->fail_rate != b->fail_rate ||
           a->attempts != b->attempts || a->plan_at_ms != b->plan_at_ms)) ||
-        a->bounded_load_milli != b->bounded_load_milli ||
+        a->bounded_load_milli != b->bounded_load_milli || a->push_eager != b->push_eager ||
         (a->experiment != SIM_EXP_NONE && a->trials != b->trials))
         return false;
     for (uint32_t i = 0; i < a->n_partitions; i++) {

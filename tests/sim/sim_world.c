@@ -119,6 +119,7 @@ void sim_config_defaults(sim_config_t *cfg)
     cfg->workers = 4;
     cfg->fail_rate = 0.1;
     cfg->attempts = 3;
+    cfg->push_eager = -1;
     snprintf(cfg->profile, sizeof cfg->profile, "lan");
     cfg->slow_factor = 5.0;
     cfg->duration_ms = 60000;
@@ -294,6 +295,8 @@ void sim_config_command(const sim_config_t *cfg, char *buf, size_t size)
                  cfg->bounded_load_milli % 1000);
     if (cfg->fleet && cfg->plan_at_ms)
         s_append(buf, size, " --plan-at %llums", (unsigned long long) cfg->plan_at_ms);
+    if (cfg->fleet && cfg->push_eager >= 0)
+        s_append(buf, size, " --push-eager %d", cfg->push_eager);
     if (cfg->faults & SIM_FAULT_MUTE_REFUTATIONS)
         s_append(buf, size, " --fault mute-refutations");
     if (cfg->faults & SIM_FAULT_BLIND_FLEET)
