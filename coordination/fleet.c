@@ -27,6 +27,8 @@
  * Target life as seen by one node X (records merge by progress_merge):
  *
  *   pending --X claims (owner, synced, limits)--> running@e+1 held by X  FOUT_RUN
+ *           (within s_settle_ms of an owner-set change: FOUT_RUN after
+ *           s_confirm_ms if still X's, else withdrawn with no FOUT_ABORT)
  *   running/retry_wait held by H, lease not live for X, X owner
  *           --X takes over--> running@e+1 (retry_wait: attempt+1, or failed
  *                             when attempts are exhausted)
@@ -44,7 +46,7 @@
  *
  *   transition        | performed by
  *   ------------------+------------------------------------------------
- *   claim, takeover   | s_scan -> s_consider -> s_claim
+ *   claim, takeover   | s_scan -> s_consider -> s_claim (-> s_start_due)
  *   re-claim          | s_reclaim -> s_claim
  *   outcome, operator | fleet_record_local
  *   fence, conflict   | s_merge_in (a record from a peer)
@@ -169,8 +171,9 @@ enum {
     S_BIT_MINE,      /* held by self and run (or waited on) by this instance */
     S_BIT_OWN_KNOWN, /* S_BIT_OWN_SELF is valid for the current member set */
     S_BIT_OWN_SELF,
-    S_BIT_QUEUED, /* in the push queue */
-    S_BIT_WANTED, /* announced by a peer and asked for (s_want_ms) */
+    S_BIT_QUEUED,   /* in the push queue */
+    S_BIT_WANTED,   /* announced by a peer and asked for (s_want_ms) */
+    S_BIT_STARTING, /* claimed while the view was unsettled: FOUT_RUN waits (s_start_due) */
     S_BITS
 };
 
@@ -274,6 +277,12 @@ typedef struct {
     uint64_t due; /* when S_BIT_WANTED is cleared unless news came */
 } s_want_t;
 
+typedef struct {
+    uint32_t ref;
+    uint32_t epoch; /* of the claim */
+    uint64_t due;   /* when it runs, if it is still this node's */
+} s_start_t;
+
 /* Open addressing table of u32 values (slot = value + 1; 0 is empty). */
 typedef struct {
     uint32_t *slot;
@@ -321,6 +330,7 @@ struct _fleet_t {
     uint32_t *held; /* refs held by self (running or retry_wait) */
     uint32_t n_held, held_cap;
     uint32_t n_restored; /* held by self but not MINE */
+    uint32_t n_starting; /* S_BIT_STARTING set */
     s_orphan_t *orphans;
     uint32_t n_orphans;
     s_index_t orphan_ix;
@@ -343,6 +353,12 @@ struct _fleet_t {
     /* versions asked for after an announcement (ring, in order of due) */
     s_want_t *wq;
     uint32_t wq_head, wq_n, wq_cap;
+
+    /* claims made while the owner set was changing, waiting to run (ring, in
+     * order of due); they hold executor slots */
+    s_start_t *sq;
+    uint32_t sq_head, sq_n, sq_cap;
+    uint64_t owners_changed_at; /* when own_sum last changed */
 
     /* outputs (ring) */
     fleet_out_t *out;
@@ -623,6 +639,19 @@ static void s_emit_target(fleet_t *f, fleet_out_type_t type, const s_plan_t *p, 
     o->index = i;
     o->rec = p->t[i].rec;
     o->reason = reason;
+}
+
+/* FOUT_ABORT for a target this instance runs; a claim still waiting to run
+ * (S_BIT_STARTING) is withdrawn instead: the driver never heard of it. */
+static void s_emit_abort(fleet_t *f, s_plan_t *p, uint32_t i, fleet_abort_reason_t reason)
+{
+    if (s_bit(p, S_BIT_STARTING, i)) {
+        s_bit_put(p, S_BIT_STARTING, i, false);
+        f->n_starting--;
+        f->stats.starts_withdrawn++;
+        return;
+    }
+    s_emit_target(f, FOUT_ABORT, p, i, reason);
 }
 
 /* Queues a copy of data for address. */
@@ -1476,6 +1505,59 @@ static bool s_plan_blocked(fleet_t *f, s_plan_t *p, uint64_t now)
 /* ------------------------------------------------------------------ */
 /* claims                                                             */
 
+/* Confirmation before running. While the owner set changes (a join, a
+ * death, a fleet forming), two nodes may each see themselves as a target's
+ * owner and claim it at the same epoch; the merge then keeps one claim (the
+ * higher holder id) and the other node aborts. To keep the loser from having
+ * started, a claim made within s_settle_ms of an owner-set change runs only
+ * after s_confirm_ms, long enough for the competing claim's push to arrive,
+ * and only if it is still this node's then (s_start_due); otherwise it is
+ * withdrawn (s_emit_abort). A settled fleet runs its claims at once. */
+static uint64_t s_settle_ms(const fleet_t *f)
+{
+    return 4ull * f->cfg.push_interval_ms;
+}
+
+static uint64_t s_confirm_ms(const fleet_t *f)
+{
+    return 2ull * f->cfg.push_interval_ms + 50;
+}
+
+/* Returns true when the claim of target i at epoch waits for confirmation. */
+static bool s_confirm_first(fleet_t *f, s_plan_t *p, uint32_t i, uint32_t epoch, uint64_t now)
+{
+    if (now >= f->owners_changed_at + s_settle_ms(f) ||
+        !s_ring_room((void **) &f->sq, &f->sq_head, f->sq_n, &f->sq_cap, sizeof *f->sq,
+                     S_MAX_PUSH_QUEUE))
+        return false;
+    f->sq[(f->sq_head + f->sq_n) % f->sq_cap] =
+        (s_start_t){s_ref(p->slot, i), epoch, now + s_confirm_ms(f)};
+    f->sq_n++;
+    s_bit_put(p, S_BIT_STARTING, i, true);
+    f->n_starting++;
+    f->stats.starts_delayed++;
+    return true;
+}
+
+/* Runs the confirmed claims whose wait is over (FOUT_RUN). */
+static void s_start_due(fleet_t *f, uint64_t now)
+{
+    while (f->sq_n > 0 && f->sq[f->sq_head].due <= now && s_out_room(f, 1)) {
+        s_start_t e = f->sq[f->sq_head];
+        f->sq_head = (f->sq_head + 1) % f->sq_cap;
+        f->sq_n--;
+        s_plan_t *p = f->plans[e.ref >> S_PLAN_SHIFT];
+        uint32_t i = e.ref & S_INDEX_MASK;
+        const progress_rec_t *r = &p->t[i].rec;
+        if (!s_bit(p, S_BIT_STARTING, i) || r->epoch != e.epoch)
+            continue; /* withdrawn, or claimed again since: that claim has its own entry */
+        s_bit_put(p, S_BIT_STARTING, i, false);
+        f->n_starting--;
+        if (s_bit(p, S_BIT_MINE, i) && r->state == TARGET_RUNNING && s_is_self(f, r->holder))
+            s_emit_target(f, FOUT_RUN, p, i, 0);
+    }
+}
+
 static void s_claim(fleet_t *f, s_plan_t *p, uint32_t i, int kind, uint64_t now)
 {
     const progress_rec_t *cur = &p->t[i].rec;
@@ -1515,7 +1597,8 @@ static void s_claim(fleet_t *f, s_plan_t *p, uint32_t i, int kind, uint64_t now)
     s_push_queue(f, s_ref(p->slot, i), 0);
     if (run) {
         s_set_mine(f, p, i, true);
-        s_emit_target(f, FOUT_RUN, p, i, 0);
+        if (!s_confirm_first(f, p, i, nr.epoch, now))
+            s_emit_target(f, FOUT_RUN, p, i, 0);
         if (f->capacity > 0)
             f->capacity--;
         if (p->ro.rate_per_minute)
@@ -1711,7 +1794,7 @@ static bool s_handback(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t now)
     if (nr.epoch == UINT32_MAX)
         return false;
     if (s_bit(p, S_BIT_MINE, i))
-        s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_LEAVING);
+        s_emit_abort(f, p, i, FLEET_ABORT_LEAVING);
     nr.epoch++;
     nr.state = TARGET_PENDING;
     memset(nr.holder, 0, FLEET_ID_LEN);
@@ -1790,10 +1873,10 @@ static void s_check_fenced(fleet_t *f, s_plan_t *p, uint32_t i, const progress_r
     if (!was_mine || s_is_self(f, nr->holder))
         return;
     if (nr->epoch > old->epoch || nr->generation > old->generation) {
-        s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_FENCED);
+        s_emit_abort(f, p, i, FLEET_ABORT_FENCED);
     } else {
         f->stats.conflicts++;
-        s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_CONFLICT);
+        s_emit_abort(f, p, i, FLEET_ABORT_CONFLICT);
     }
 }
 
@@ -2687,6 +2770,7 @@ void fleet_destroy(fleet_t **self_p)
     free(f->wanted);
     free(f->pq);
     free(f->wq);
+    free(f->sq);
     while (f->out_n > 0) {
         fleet_out_release(&f->out[f->out_head]);
         f->out_head = (f->out_head + 1) % f->out_cap;
@@ -2849,6 +2933,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     f->live_sum = live_sum;
     if (sum != f->own_sum) {
         f->own_sum = sum;
+        f->owners_changed_at = now_ms;
         for (uint32_t k = 0; k < f->n_plans; k++) {
             s_plan_t *p = f->plans[k];
             memset(&p->bits[(size_t) S_BIT_OWN_KNOWN * p->words], 0, p->words * sizeof(uint64_t));
@@ -2891,6 +2976,8 @@ void fleet_set_capacity(fleet_t *f, uint64_t now_ms, uint32_t free_slots)
 {
     if (!f)
         return;
+    /* claims waiting to run hold slots the driver does not know are taken */
+    free_slots = free_slots > f->n_starting ? free_slots - f->n_starting : 0;
     if (free_slots > f->capacity)
         for (uint32_t k = 0; k < f->n_plans; k++)
             if (!f->plans[k]->exhausted || f->plans[k]->take_owed)
@@ -2977,7 +3064,7 @@ static void s_cancel_held(fleet_t *f, s_plan_t *p, uint64_t now)
             continue;
         uint32_t i = ref & S_INDEX_MASK;
         if (s_bit(p, S_BIT_MINE, i))
-            s_emit_target(f, FOUT_ABORT, p, i, FLEET_ABORT_CANCELLED);
+            s_emit_abort(f, p, i, FLEET_ABORT_CANCELLED);
         progress_rec_t nr = p->t[i].rec;
         nr.state = TARGET_CANCELLED;
         s_set(f, p, i, &nr, true, now);
@@ -3353,6 +3440,7 @@ void fleet_tick(fleet_t *f, uint64_t now_ms)
     if (f->pq_n > 0 && now_ms >= f->push_at)
         s_push_round(f, now_ms);
     s_want_expire(f, now_ms);
+    s_start_due(f, now_ms);
 }
 
 uint64_t fleet_next_deadline(const fleet_t *f)
@@ -3382,6 +3470,8 @@ uint64_t fleet_next_deadline(const fleet_t *f)
         d = s_min(d, f->push_at);
     if (f->wq_n > 0)
         d = s_min(d, f->wq[f->wq_head].due);
+    if (f->sq_n > 0)
+        d = s_min(d, f->sq[f->sq_head].due);
     for (uint32_t k = 0; k < S_MAX_FETCHES; k++)
         if (f->fetch[k].active)
             d = s_min(d, f->fetch[k].progress_at + f->cfg.lease_ttl_ms / 2);

@@ -39,7 +39,12 @@
  *   A plan added later is claimed from only after a pull that started after
  *   it was added (its records may still be on the way). Same-epoch claims by
  *   two nodes (views racing) are resolved by the merge order (higher holder
- *   id wins); the loser aborts and counts a conflict.
+ *   id wins); the loser aborts and counts a conflict. A claim made within
+ *   4 push intervals of a change of the owner set runs only after 2 push
+ *   intervals + 50 ms, and only if it is still this node's, so that the
+ *   loser of such a race has usually not started (FOUT_RUN comes late, or
+ *   never: a withdrawn claim gets no FOUT_ABORT); its slot counts as taken
+ *   meanwhile (fleet_set_capacity subtracts it).
  *
  * Replication (DESIGN.md §5)
  *   Every change to a record or the arrival of a document appends to this
@@ -292,6 +297,8 @@ typedef struct {
     uint64_t malformed;           /* messages or items refused */
     uint64_t haves_in, haves_out; /* versions announced to / by this node */
     uint64_t wants_out;           /* announced versions asked for */
+    uint64_t starts_delayed;      /* claims made while the owner set changed, run after a wait */
+    uint64_t starts_withdrawn;    /* ... of which lost or ended before they ran */
     uint64_t heartbeats_out, heartbeats_in;
     uint64_t scan_work;       /* claim-scan work units done by fleet_tick (one per target
                                  check, plus members/32 per ownership computation); at

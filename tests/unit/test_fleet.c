@@ -966,11 +966,22 @@ static void test_net_crash_takeover_and_restart(void)
     CHECK(fn_run_until_pred(&net, net.now + 60000, s_done, &part));
     int held = s_jobs(&net, 2);
     REQUIRE(held > 0);
-    /* the targets node 2 was running when it died */
+    /* the targets node 2 was running when it died, and whether its claim had
+     * reached node 0 (one made in the last push interval may not have) */
     uint32_t victims[FN_MAX_JOBS], epochs[FN_MAX_JOBS];
+    bool seen[FN_MAX_JOBS];
+    uint64_t held_seen = 0;
     for (int x = 0; x < held; x++) {
         victims[x] = net.nodes[2].jobs[x].index;
         epochs[x] = net.nodes[2].jobs[x].claim.epoch;
+        const progress_rec_t *r = fleet_record(net.nodes[0].f, p->id, victims[x]);
+        seen[x] =
+            r && r->epoch == epochs[x] && memcmp(r->holder, net.nodes[2].id, FLEET_ID_LEN) == 0;
+    }
+    for (uint32_t i = 0; i < p->n; i++) {
+        const progress_rec_t *r = fleet_record(net.nodes[0].f, p->id, i);
+        held_seen += (r->state == TARGET_RUNNING || r->state == TARGET_RETRY_WAIT) &&
+                     memcmp(r->holder, net.nodes[2].id, FLEET_ID_LEN) == 0;
     }
     fn_crash(&net, 2);
     /* others still think it is alive for a while: no takeover yet */
@@ -978,12 +989,15 @@ static void test_net_crash_takeover_and_restart(void)
     CHECK(SUM_STAT(&net, takeovers) == 0);
     fn_see(&net, 0, 2, false);
     fn_see(&net, 1, 2, false);
-    fn_run_until(&net, net.now + 700);                   /* once slots free up */
-    CHECK(SUM_STAT(&net, takeovers) == (uint64_t) held); /* before new targets */
+    fn_run_until(&net, net.now + 700); /* once slots free up */
+    /* what node 0 knew node 2 held is taken over, before new targets */
+    CHECK(held_seen > 0 && SUM_STAT(&net, takeovers) == held_seen);
     CHECK(s_run_done(&net, k, 120000));
     for (int x = 0; x < held; x++) {
+        /* taken over at epoch + 1; a claim that never left node 2 is claimed
+         * anew at its epoch (DESIGN.md §4) */
         const progress_rec_t *r = fleet_record(net.nodes[0].f, p->id, victims[x]);
-        CHECK(r && r->state == TARGET_SUCCEEDED && r->epoch == epochs[x] + 1);
+        CHECK(r && r->state == TARGET_SUCCEEDED && r->epoch == epochs[x] + (seen[x] ? 1 : 0));
     }
     CHECK(net.overlaps == 0);
     CHECK(s_count_state(net.nodes[0].f, p->id, p->n, TARGET_SUCCEEDED) == p->n);
@@ -1221,6 +1235,38 @@ static void test_net_same_epoch_race(void)
     CHECK(SUM_STAT(&net, takeovers) == 0);
     const progress_rec_t *r = fleet_record(net.nodes[0].f, p->id, 0);
     CHECK(r && r->state == TARGET_SUCCEEDED && s_node_of_id(&net, r->holder) == winner);
+    s_free(&net);
+}
+
+/* Claims made while the owner set is changing (here: the fleet forming) wait
+ * before they run, so that a competing claim of the same epoch can arrive
+ * first; once the set has settled, claims run at once. */
+static void test_net_claims_wait_while_owners_change(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 3, 8);
+    net.run_min = 30;
+    net.run_max = 60;
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(&net, 60, &ro);
+    for (int i = 0; i < 3; i++)
+        REQUIRE(fn_start(&net, i, false) == 0);
+    fn_view_all(&net);
+    uint64_t t0 = net.now;
+    /* claimed (records running) within the settle window, not started yet */
+    fn_run_until(&net, t0 + net.cfg.push_interval_ms * 2);
+    uint64_t delayed = SUM_STAT(&net, starts_delayed), runs = 0;
+    for (int i = 0; i < 3; i++)
+        runs += acc.runs_by_node[i];
+    CHECK(delayed > 0);
+    CHECK(runs == 0);
+    CHECK(s_count_state(net.nodes[0].f, net.plans[k].id, 60, TARGET_RUNNING) > 0);
+    CHECK(s_run_done(&net, k, 20000));
+    CHECK(net.overlaps == 0 && net.overcommit == 0);
+    /* the claims after the window ran at once */
+    CHECK(SUM_STAT(&net, starts_delayed) == delayed);
+    CHECK(SUM_STAT(&net, claims) > delayed);
     s_free(&net);
 }
 
@@ -2283,6 +2329,7 @@ int main(void)
     GG_RUN(test_net_partition_fences_lower_epoch);
     GG_RUN(test_net_silent_holder_taken_over);
     GG_RUN(test_net_same_epoch_race);
+    GG_RUN(test_net_claims_wait_while_owners_change);
     GG_RUN(test_net_lossy_convergence);
     GG_RUN(test_net_documents);
     GG_RUN(test_net_feed_restart);
