@@ -5,7 +5,7 @@
 # uses $GAGGLE_SIM), runs each measured scenario, prints every command and
 # then one table of figures. All runs are deterministic: the same seed gives
 # the same numbers (wall-clock speed aside). Usage:
-#   tools/bench/sim-figures.sh            every figure (about 10 minutes)
+#   tools/bench/sim-figures.sh            every figure (about 15 minutes)
 #   QUICK=1 tools/bench/sim-figures.sh    fewer trials, no 50%-loss run
 set -eu
 
@@ -90,6 +90,10 @@ run fleetchaos --nodes 20 --profile lan --duration 10m --targets 2000 --loss 0.0
     --reorder 0.05 --crash-rate 10 --slow 1 --partition 120s:240s:0.3
 if [ "$QUICK" != 1 ]; then
     run fleet1000 --nodes 1000 --profile lan --duration 30s --targets 2000
+    # The whole core at 1,000 nodes for 10 minutes, with lazy push (the
+    # default) and beside it with records pushed to every peer.
+    run fleetspeed --nodes 1000 --profile lan --duration 10m --targets 2000
+    run fleetspeed0 --nodes 1000 --profile lan --duration 10m --targets 2000 --push-eager 0
 fi
 
 d() { # dissemination row: NAME LABEL
@@ -152,6 +156,18 @@ printf '  %-44s %s\n' "whole run (fleet forming included)" "$(get speed 'j["sim_
 printf '  %-44s %s\n' "after the fleet formed" \
     "$(get speed 'j["sim_s_per_wall_s_after_forming"]')"
 printf '  %-44s %s s\n' "fleet formed at" "$(get speed 'j["formed_s"]')"
+if [ "$QUICK" != 1 ]; then
+    for r in fleetspeed fleetspeed0; do
+        if [ $r = fleetspeed ]; then label="with the fleet core, lazy push"; else
+            label="... records pushed to every peer"; fi
+        fmt='  %-44s %s (%s after forming); records per change %s; p99 %s s, max %s s\n'
+        printf "$fmt" "$label" "$(get $r 'j["sim_s_per_wall_s"]')" \
+            "$(get $r 'j["sim_s_per_wall_s_after_forming"]')" \
+            "$(get $r 'j["fleet"]["records_in"] / j["fleet"]["records_merged"]')" \
+            "$(get $r 'j["fleet"]["convergence"]["p99"]')" \
+            "$(get $r 'j["fleet"]["convergence"]["max"]')"
+    done
+fi
 echo
 echo "Fleet core: a plan of 2,000 targets (4 workers per node, 10% of attempts fail)"
 f() { # fleet row: NAME LABEL
