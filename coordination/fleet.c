@@ -773,12 +773,18 @@ static uint32_t s_pick_peers(fleet_t *f, uint32_t k, uint32_t *out)
 
 static void s_scale_push(fleet_t *f);
 
-static void s_send_to(fleet_t *f, const s_member_t *m, wire_writer_t *w, uint32_t type)
+/* Finishes w and queues it for address (the writer stays the caller's). */
+static void s_send_addr(fleet_t *f, const char *address, wire_writer_t *w, uint32_t type)
 {
     const uint8_t *data;
     size_t len;
     if (w && wire_writer_finish(w, &data, &len) == 0)
-        s_emit_send(f, m->pub.address, type, data, len);
+        s_emit_send(f, address, type, data, len);
+}
+
+static void s_send_to(fleet_t *f, const s_member_t *m, wire_writer_t *w, uint32_t type)
+{
+    s_send_addr(f, m->pub.address, w, type);
 }
 
 /* Finishes *w and queues it for each of the peers (indices into mem);
@@ -885,28 +891,36 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
     }
 }
 
-/* Makes room for one more element in a ring of `elem`-byte elements
- * (*buf, *head, n used of *cap), doubling up to max. Returns false when
- * full or out of memory. */
-static bool s_ring_room(void **buf, uint32_t *head, uint32_t n, uint32_t *cap, size_t elem,
-                        uint32_t max)
+/* Rings of `elem`-byte elements (*buf, *head, *n used of *cap). s_ring_push
+ * appends one, doubling the ring up to max, and returns where the caller
+ * writes it (NULL when full or out of memory); s_ring_pop drops the head. */
+static void *s_ring_push(void **buf, uint32_t *head, uint32_t *n, uint32_t *cap, size_t elem,
+                         uint32_t max)
 {
-    if (n < *cap)
-        return true;
-    if (*cap >= max)
-        return false;
-    uint32_t ncap = *cap ? *cap * 2 : 256;
-    uint8_t *nb = malloc((size_t) ncap * elem);
-    if (!nb)
-        return false;
-    for (uint32_t k = 0; k < n; k++)
-        memcpy(nb + (size_t) k * elem, (uint8_t *) *buf + (size_t) ((*head + k) % *cap) * elem,
-               elem);
-    free(*buf);
-    *buf = nb;
-    *cap = ncap;
-    *head = 0;
-    return true;
+    if (*n == *cap) {
+        if (*cap >= max)
+            return NULL;
+        uint32_t ncap = *cap ? *cap * 2 : 256;
+        uint8_t *nb = malloc((size_t) ncap * elem);
+        if (!nb)
+            return NULL;
+        for (uint32_t k = 0; k < *n; k++)
+            memcpy(nb + (size_t) k * elem, (uint8_t *) *buf + (size_t) ((*head + k) % *cap) * elem,
+                   elem);
+        free(*buf);
+        *buf = nb;
+        *cap = ncap;
+        *head = 0;
+    }
+    void *slot = (uint8_t *) *buf + (size_t) ((*head + *n) % *cap) * elem;
+    (*n)++;
+    return slot;
+}
+
+static void s_ring_pop(uint32_t *head, uint32_t *n, uint32_t cap)
+{
+    *head = (*head + 1) % cap;
+    (*n)--;
 }
 
 static void s_push_queue(fleet_t *f, uint32_t ref, uint8_t hop)
@@ -915,13 +929,13 @@ static void s_push_queue(fleet_t *f, uint32_t ref, uint8_t hop)
     uint32_t i = ref & S_INDEX_MASK;
     if (s_bit(p, S_BIT_QUEUED, i) || f->n_live_peers == 0)
         return; /* queued already, or nobody to push to: pulls carry it */
-    if (!s_ring_room((void **) &f->pq, &f->pq_head, f->pq_n, &f->pq_cap, sizeof *f->pq,
-                     S_MAX_PUSH_QUEUE)) {
+    s_push_t *e = s_ring_push((void **) &f->pq, &f->pq_head, &f->pq_n, &f->pq_cap, sizeof *f->pq,
+                              S_MAX_PUSH_QUEUE);
+    if (!e) {
         f->stats.push_dropped++;
         return;
     }
-    f->pq[(f->pq_head + f->pq_n) % f->pq_cap] = (s_push_t){ref, hop};
-    f->pq_n++;
+    *e = (s_push_t){ref, hop};
     s_bit_put(p, S_BIT_QUEUED, i, true);
 }
 
@@ -1042,11 +1056,10 @@ static bool s_want_mark(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t now)
     if (s_bit(p, S_BIT_WANTED, i))
         return false;
     /* a full ring asks without the mark: a duplicate answer at worst */
-    if (s_ring_room((void **) &f->wq, &f->wq_head, f->wq_n, &f->wq_cap, sizeof *f->wq,
-                    S_MAX_WANTS)) {
-        f->wq[(f->wq_head + f->wq_n) % f->wq_cap] =
-            (s_want_t){s_ref(p->slot, i), now + s_want_ms(f)};
-        f->wq_n++;
+    s_want_t *e = s_ring_push((void **) &f->wq, &f->wq_head, &f->wq_n, &f->wq_cap, sizeof *f->wq,
+                              S_MAX_WANTS);
+    if (e) {
+        *e = (s_want_t){s_ref(p->slot, i), now + s_want_ms(f)};
         s_bit_put(p, S_BIT_WANTED, i, true);
     }
     return true;
@@ -1057,8 +1070,7 @@ static void s_want_expire(fleet_t *f, uint64_t now)
     while (f->wq_n > 0 && f->wq[f->wq_head].due <= now) {
         uint32_t ref = f->wq[f->wq_head].ref;
         s_bit_put(f->plans[ref >> S_PLAN_SHIFT], S_BIT_WANTED, ref & S_INDEX_MASK, false);
-        f->wq_head = (f->wq_head + 1) % f->wq_cap;
-        f->wq_n--;
+        s_ring_pop(&f->wq_head, &f->wq_n, f->wq_cap);
     }
 }
 
@@ -1073,10 +1085,7 @@ static void s_send_want(fleet_t *f, const char *address, const uint8_t *plan,
     wire_put_u64(w, "hop", hop);
     wire_put_bin(w, "p", plan, FLEET_ID_LEN);
     wire_put_bin(w, "i", indices, (size_t) n * 4);
-    const uint8_t *data;
-    size_t len;
-    if (wire_writer_finish(w, &data, &len) == 0)
-        s_emit_send(f, address, WIRE_HAVE, data, len);
+    s_send_addr(f, address, w, WIRE_HAVE);
     wire_writer_destroy(&w);
     f->stats.wants_out += n;
 }
@@ -1121,11 +1130,12 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
         s_plan_t *p = s_plan(f, ids[x]);
         uint32_t m = 0;
         for (uint32_t k = 0; k < n; k++) {
+            const uint8_t *e = v + (size_t) k * S_HAVE_ENTRY;
             progress_rec_t r;
             uint32_t plan, i;
-            s_have_get(v + (size_t) k * S_HAVE_ENTRY, &plan, &i, &r);
-            if (plan != x)
-                continue;
+            if (((uint32_t) e[0] | (uint32_t) e[1] << 8) != x)
+                continue; /* another plan's entry */
+            s_have_get(e, &plan, &i, &r);
             if (p) {
                 if (i >= p->n) {
                     f->stats.malformed++;
@@ -1204,8 +1214,7 @@ static void s_push_round(fleet_t *f, uint64_t now)
     f->push_at = now + f->cfg.push_interval_ms;
     for (uint32_t k = 0; k < take; k++) {
         s_push_t e = f->pq[f->pq_head];
-        f->pq_head = (f->pq_head + 1) % f->pq_cap;
-        f->pq_n--;
+        s_ring_pop(&f->pq_head, &f->pq_n, f->pq_cap);
         s_bit_put(f->plans[e.ref >> S_PLAN_SHIFT], S_BIT_QUEUED, e.ref & S_INDEX_MASK, false);
         if (refs && hops) {
             refs[k] = e.ref;
@@ -1526,13 +1535,13 @@ static uint64_t s_confirm_ms(const fleet_t *f)
 /* Returns true when the claim of target i at epoch waits for confirmation. */
 static bool s_confirm_first(fleet_t *f, s_plan_t *p, uint32_t i, uint32_t epoch, uint64_t now)
 {
-    if (now >= f->owners_changed_at + s_settle_ms(f) ||
-        !s_ring_room((void **) &f->sq, &f->sq_head, f->sq_n, &f->sq_cap, sizeof *f->sq,
-                     S_MAX_PUSH_QUEUE))
+    if (now >= f->owners_changed_at + s_settle_ms(f))
         return false;
-    f->sq[(f->sq_head + f->sq_n) % f->sq_cap] =
-        (s_start_t){s_ref(p->slot, i), epoch, now + s_confirm_ms(f)};
-    f->sq_n++;
+    s_start_t *e = s_ring_push((void **) &f->sq, &f->sq_head, &f->sq_n, &f->sq_cap, sizeof *f->sq,
+                               S_MAX_PUSH_QUEUE);
+    if (!e)
+        return false;
+    *e = (s_start_t){s_ref(p->slot, i), epoch, now + s_confirm_ms(f)};
     s_bit_put(p, S_BIT_STARTING, i, true);
     f->n_starting++;
     f->stats.starts_delayed++;
@@ -1544,8 +1553,7 @@ static void s_start_due(fleet_t *f, uint64_t now)
 {
     while (f->sq_n > 0 && f->sq[f->sq_head].due <= now && s_out_room(f, 1)) {
         s_start_t e = f->sq[f->sq_head];
-        f->sq_head = (f->sq_head + 1) % f->sq_cap;
-        f->sq_n--;
+        s_ring_pop(&f->sq_head, &f->sq_n, f->sq_cap);
         s_plan_t *p = f->plans[e.ref >> S_PLAN_SHIFT];
         uint32_t i = e.ref & S_INDEX_MASK;
         const progress_rec_t *r = &p->t[i].rec;

@@ -1929,12 +1929,20 @@ static void test_net_late_plan_waits_for_pull(void)
     s_free(&net);
 }
 
-/* Starts n nodes of net (a plan of 10 gated targets: nothing runs), lets
+/* Starts 8 nodes (seed; push fanout 2, `eager` of them sent records, no
+ * anti-entropy in sight) with a plan of 10 gated targets (nothing runs), lets
  * them settle, changes target 3 on node 0 (generation 1, skipped) and runs
  * 300 ms: returns how many nodes have the change; *pulls and *received are
  * the pulls and records received meanwhile. */
-static int s_push_one_change(fleet_net_t *net, int n, uint64_t *pulls, uint64_t *received)
+static int s_push_one_change(fleet_net_t *net, s_acc_t *acc, uint64_t seed, uint32_t eager,
+                             uint64_t *pulls, uint64_t *received)
 {
+    const int n = 8;
+    s_net(net, acc, n, seed);
+    net->cfg.push_fanout = 2;
+    net->cfg.push_eager = eager;
+    net->cfg.max_hops = 4;
+    net->cfg.anti_entropy_interval_ms = 600000;
     fleet_rollout_t ro = s_ro();
     int k = fn_plan(net, 10, &ro);
     fn_plan_t *p = &net->plans[k];
@@ -1966,12 +1974,8 @@ static void test_net_push_epidemic(void)
 {
     fleet_net_t net;
     s_acc_t acc;
-    s_net(&net, &acc, 8, 25);
-    net.cfg.push_fanout = 2;
-    net.cfg.max_hops = 4;
-    net.cfg.anti_entropy_interval_ms = 600000;
     uint64_t pulls, received;
-    CHECK(s_push_one_change(&net, 8, &pulls, &received) == 8);
+    CHECK(s_push_one_change(&net, &acc, 25, 3, &pulls, &received) == 8);
     CHECK(pulls == 0); /* pushes alone */
     s_free(&net);
 }
@@ -1984,13 +1988,8 @@ static void test_net_lazy_push(void)
 {
     fleet_net_t net;
     s_acc_t acc;
-    s_net(&net, &acc, 8, 26);
-    net.cfg.push_fanout = 2;
-    net.cfg.push_eager = 1;
-    net.cfg.max_hops = 4;
-    net.cfg.anti_entropy_interval_ms = 600000;
     uint64_t pulls, received;
-    CHECK(s_push_one_change(&net, 8, &pulls, &received) == 8);
+    CHECK(s_push_one_change(&net, &acc, 26, 1, &pulls, &received) == 8);
     CHECK(pulls == 0); /* pushes alone */
     CHECK(SUM_STAT(&net, wants_out) > 0);
     CHECK(SUM_STAT(&net, haves_in) > SUM_STAT(&net, wants_out));
