@@ -75,6 +75,12 @@ def metric(agent, name):
     return 0.0
 
 
+def wait_synced(agents):
+    """Until every agent has synced (before that it claims nothing)."""
+    harness.wait_until(lambda: all(metric(a, "gaggle_fleet_synced") == 1 for a in agents),
+                       60, "every agent to be synced", interval=0.05)
+
+
 def apply(agent, plan, cluster):
     env = dict(os.environ, GAGGLE_KEY=cluster.operator.key)
     code, out, err = harness.gaggle("--addr", agent.http_addr, "plan", "apply", plan, "--json",
@@ -91,8 +97,7 @@ def throughput(n_agents, n_targets):
         agents = start(cluster, n_agents)
         # Execution, not start-up: an agent claims nothing until it has synced
         # with a peer, or, alone, waited one lease ttl (15 s with lan).
-        harness.wait_until(lambda: all(metric(a, "gaggle_fleet_synced") == 1 for a in agents),
-                           60, "every agent to be synced")
+        wait_synced(agents)
         commits0 = sum(metric(a, "gaggle_store_commits_total") for a in agents)
         plan_id = apply(agents[0], plan, cluster)
         t0 = time.monotonic()

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
 os.environ.setdefault("GAGGLE_BIN", os.path.join(ROOT, "build-demo", "bin"))
 import harness  # noqa: E402
-from throughput import metric, start, write_catalog  # noqa: E402
+from throughput import start, wait_synced, write_catalog  # noqa: E402
 
 STEP = "echo {{target.name}} > /dev/null"
 
@@ -56,8 +56,7 @@ spec:
 """)
         t_start = time.monotonic()
         agents = start(cluster, n_agents, workers=jobs)
-        harness.wait_until(lambda: all(metric(a, "gaggle_fleet_synced") == 1 for a in agents),
-                           60, "every agent to be synced", interval=0.05)
+        wait_synced(agents)
         print(f"gaggle, {n_agents} agent(s): started and synced in "
               f"{time.monotonic() - t_start:.2f} s (not counted)", flush=True)
         env = dict(os.environ, GAGGLE_KEY=cluster.operator.key)
