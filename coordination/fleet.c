@@ -68,7 +68,9 @@
  * until any copy of the record arrived or s_want_ms passed; the answer is a
  * PROGRESS at the announcement's hop, merged and forwarded like a push. A
  * node thus receives a change about push_eager + 1 times instead of
- * push_fanout times.
+ * push_fanout times. A round sends one message per peer: each change goes
+ * with its own hop (a node learns changes at several hops between rounds;
+ * a batch per hop value made 4 messages per peer and round at 1,000 nodes).
  *
  * Change feed. Every item (a target's record or an accepted document) sits
  * once in a doubly linked list ordered by `seq`, the local sequence number
@@ -91,9 +93,10 @@
  *
  *   type          | body
  *   --------------+-------------------------------------------------------
- *   WIRE_PROGRESS | {"hop": uint <= 16, "items": [item],
+ *   WIRE_PROGRESS | {"hop": uint <= 16, "items": [item + "h"?: uint <= 16],
  *                 |  "docs"?: [{"id", "kind", "size"}]}   pushed changes (and
- *                 |  the accepted documents of their plans)
+ *                 |  the accepted documents of their plans); "hop" is the
+ *                 |  smallest of the items', "h" an item's own when it differs
  *   WIRE_DIGEST   | {"k": 0, "f": feed id, "s": since, "q": request id,
  *                 |  "h"?: the puller's state sum}  pull
  *   WIRE_DIGEST   | {"k": 1, "f": feed id, "n": next, "m": bool more,
@@ -101,9 +104,11 @@
  *                 |  "docs": [{"id": bin32, "kind": uint, "size": uint}]}  feed
  *   WIRE_LEASE    | {"seq": uint}                      heartbeat
  *   WIRE_HAVE     | {"k": 0, "hop", "a": sender's address,
- *                 |  "plans": [bin32] <= 16, "v": bin of 36-byte versions}
+ *                 |  "plans": [bin32] <= 16, "v": bin of 36-byte versions,
+ *                 |  "hops"?: bin of a hop per version, when they differ}
  *                 |  announcement (lazy push; s_have_put has the layout)
- *   WIRE_HAVE     | {"k": 1, "hop", "p": bin32 plan id, "i": bin of u32 indices}
+ *   WIRE_HAVE     | {"k": 1, "hop", "p": bin32 plan id, "i": bin of u32 indices,
+ *                 |  "hs"?: bin of a hop per index, when they differ}
  *                 |  request for announced records, answered by PROGRESS
  *   WIRE_PLAN     | {"k": 0, "id": bin32, "kind": uint, "size": uint}  announce
  *   WIRE_PLAN     | {"k": 1, "id": bin32, "off": uint}                 chunk get
@@ -159,6 +164,7 @@
 #define S_HAVE_ENTRY         36u /* bytes of one announced version (s_have_put) */
 #define S_HAVE_HOLDER        8u  /* holder id bytes an announcement carries */
 #define S_MAX_WANTS          65536u
+#define S_NO_HOP             UINT32_MAX
 
 _Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
 _Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
@@ -813,11 +819,17 @@ static size_t s_ref_bytes(const fleet_t *f, uint32_t ref)
     return s_item_bytes(&f->plans[ref >> S_PLAN_SHIFT]->t[ref & S_INDEX_MASK]);
 }
 
-static void s_pack_item(msgpack_packer *pk, const fleet_t *f, uint32_t ref)
+/* An item; `hop` (S_NO_HOP: none) is its own hop when it differs from the
+ * message's. */
+static void s_pack_item(msgpack_packer *pk, const fleet_t *f, uint32_t ref, uint32_t hop)
 {
     const s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
     uint32_t i = ref & S_INDEX_MASK;
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, hop == S_NO_HOP ? 3 : 4);
+    if (hop != S_NO_HOP) {
+        s_pack_key(pk, "h");
+        msgpack_pack_uint32(pk, hop);
+    }
     s_pack_key(pk, "p");
     msgpack_pack_bin_with_body(pk, p->id, FLEET_ID_LEN);
     s_pack_key(pk, "i");
@@ -839,8 +851,21 @@ static void s_pack_doc(msgpack_packer *pk, const s_doc_t *d)
 
 /* Sends target refs as PROGRESS messages (batched by count and bytes) to
  * each of the peers. */
-static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t hop,
-                         const uint32_t *peers, uint32_t n_peers)
+/* The smallest of n hops. */
+static uint8_t s_min_hop(const uint8_t *hops, uint32_t n)
+{
+    uint8_t m = UINT8_MAX;
+    for (uint32_t k = 0; k < n; k++)
+        if (hops[k] < m)
+            m = hops[k];
+    return m;
+}
+
+/* Sends the records of refs to each of the peers (PROGRESS), hops[k] being
+ * ref k's hop (NULL: `hop` for all). A message's hop is the smallest of its
+ * items'; an item with another hop carries its own ("h"). */
+static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, uint32_t n,
+                         uint8_t hop, const uint32_t *peers, uint32_t n_peers)
 {
     uint32_t at = 0;
     while (at < n && n_peers > 0) {
@@ -853,6 +878,8 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
             bytes += b;
             cnt++;
         }
+        if (hops)
+            hop = s_min_hop(hops + at, cnt);
         /* the documents of the batch's plans go with it, so that a node
          * that lacks one fetches it from the sender at once instead of
          * keeping the records aside until an announcement or a pull */
@@ -877,7 +904,8 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t h
             msgpack_packer *pk = wire_writer_packer(w);
             msgpack_pack_array(pk, cnt);
             for (uint32_t k = 0; k < cnt; k++)
-                s_pack_item(pk, f, refs[at + k]);
+                s_pack_item(pk, f, refs[at + k],
+                            hops && hops[at + k] != hop ? hops[at + k] : S_NO_HOP);
             if (n_docs) {
                 wire_put_key(w, "docs");
                 msgpack_pack_array(pk, n_docs);
@@ -989,11 +1017,18 @@ static void s_have_get(const uint8_t *b, uint32_t *plan, uint32_t *index, progre
     r->finished_ms = (uint64_t) s_get_le32(b + 28) | (uint64_t) s_get_le32(b + 32) << 32;
 }
 
+/* One announcement of n entries; hops[k] is entry k's hop. The message's
+ * hop is the smallest; "hops" (a byte per entry) goes with it only when
+ * they differ. */
 static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint32_t n_plans,
-                         const uint8_t *entries, uint32_t n, uint8_t hop, const uint32_t *peers,
-                         uint32_t n_peers)
+                         const uint8_t *entries, const uint8_t *hops, uint32_t n,
+                         const uint32_t *peers, uint32_t n_peers)
 {
-    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, 5);
+    uint8_t hop = s_min_hop(hops, n);
+    bool mixed = false;
+    for (uint32_t k = 0; k < n && !mixed; k++)
+        mixed = hops[k] != hop;
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, mixed ? 6 : 5);
     if (!w)
         return;
     wire_put_u64(w, "k", 0);
@@ -1005,20 +1040,24 @@ static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint3
     for (uint32_t k = 0; k < n_plans; k++)
         msgpack_pack_bin_with_body(pk, plans[k], FLEET_ID_LEN);
     wire_put_bin(w, "v", entries, (size_t) n * S_HAVE_ENTRY);
+    if (mixed)
+        wire_put_bin(w, "hops", hops, n);
     if (s_send_peers(f, &w, WIRE_HAVE, peers, n_peers))
         f->stats.haves_out += n;
 }
 
-/* Announces the versions of target refs (HAVE) to each of the peers. */
-static void s_send_have(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t hop,
+/* Announces the versions of target refs (HAVE) to each of the peers,
+ * hops[k] being ref k's hop. */
+static void s_send_have(fleet_t *f, const uint32_t *refs, const uint8_t *hops, uint32_t n,
                         const uint32_t *peers, uint32_t n_peers)
 {
     if (n == 0 || n_peers == 0)
         return;
     uint32_t cap = n < FLEET_MAX_FEED_ITEMS ? n : FLEET_MAX_FEED_ITEMS;
-    uint8_t *entries = malloc((size_t) cap * S_HAVE_ENTRY);
+    uint8_t *entries = malloc((size_t) cap * (S_HAVE_ENTRY + 1));
     if (!entries)
         return; /* the eager peers and pulls carry them */
+    uint8_t *entry_hops = entries + (size_t) cap * S_HAVE_ENTRY;
     uint8_t plans[S_HAVE_PLANS][FLEET_ID_LEN];
     uint32_t slots[S_HAVE_PLANS];
     uint32_t n_plans = 0, cnt = 0;
@@ -1028,8 +1067,8 @@ static void s_send_have(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t ho
         while (x < n_plans && slots[x] != slot)
             x++;
         if (cnt == cap || (x == n_plans && n_plans == S_HAVE_PLANS)) {
-            s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, cnt, hop,
-                         peers, n_peers);
+            s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, entry_hops,
+                         cnt, peers, n_peers);
             cnt = n_plans = x = 0;
         }
         if (x == n_plans) {
@@ -1037,10 +1076,11 @@ static void s_send_have(fleet_t *f, const uint32_t *refs, uint32_t n, uint8_t ho
             memcpy(plans[n_plans++], f->plans[slot]->id, FLEET_ID_LEN);
         }
         uint32_t i = refs[k] & S_INDEX_MASK;
+        entry_hops[cnt] = hops[k];
         s_have_put(entries + (size_t) cnt++ * S_HAVE_ENTRY, x, i, &f->plans[slot]->t[i].rec);
     }
-    s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, cnt, hop, peers,
-                 n_peers);
+    s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, entry_hops, cnt,
+                 peers, n_peers);
     free(entries);
 }
 
@@ -1074,20 +1114,43 @@ static void s_want_expire(fleet_t *f, uint64_t now)
     }
 }
 
-/* Asks `address` for the records of `indices` of a plan (WANT). */
+/* Asks `address` for the records of `indices` of a plan (WANT), each to
+ * come at its announced hop (hops[k]; "hs" when they differ). */
 static void s_send_want(fleet_t *f, const char *address, const uint8_t *plan,
-                        const uint8_t *indices, uint32_t n, uint32_t hop)
+                        const uint8_t *indices, const uint8_t *hops, uint32_t n)
 {
-    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, 4);
+    uint8_t hop = s_min_hop(hops, n);
+    bool mixed = false;
+    for (uint32_t k = 0; k < n && !mixed; k++)
+        mixed = hops[k] != hop;
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, mixed ? 5 : 4);
     if (!w)
         return;
     wire_put_u64(w, "k", 1);
     wire_put_u64(w, "hop", hop);
     wire_put_bin(w, "p", plan, FLEET_ID_LEN);
     wire_put_bin(w, "i", indices, (size_t) n * 4);
+    if (mixed)
+        wire_put_bin(w, "hs", hops, n);
     s_send_addr(f, address, w, WIRE_HAVE);
     wire_writer_destroy(&w);
     f->stats.wants_out += n;
+}
+
+/* An optional bin of one hop per entry (n of them), each <= S_MAX_HOPS;
+ * *hops is NULL when the field is absent. */
+static int s_get_hops(const msgpack_object *body, const char *key, uint32_t n, const uint8_t **hops)
+{
+    size_t len;
+    *hops = NULL;
+    if (!wire_map_get(body, key))
+        return 0;
+    if (wire_get_bin(body, key, hops, &len, FLEET_MAX_FEED_ITEMS) != 0 || len != n)
+        return GG_EMALFORMED;
+    for (uint32_t k = 0; k < n; k++)
+        if ((*hops)[k] > S_MAX_HOPS)
+            return GG_EMALFORMED;
+    return 0;
 }
 
 /* HAVE: asks the sender for every announced version newer than ours (and
@@ -1098,14 +1161,15 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
 {
     uint32_t hop;
     const msgpack_object_array *plans;
-    const uint8_t *v;
+    const uint8_t *v, *hops;
     size_t len;
     char address[FLEET_ADDRESS_MAX + 1];
     if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 ||
         wire_get_str(body, "a", address, sizeof address) != 0 ||
         wire_get_array(body, "plans", &plans, S_HAVE_PLANS) != 0 ||
         wire_get_bin(body, "v", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * S_HAVE_ENTRY) != 0 ||
-        len % S_HAVE_ENTRY != 0)
+        len % S_HAVE_ENTRY != 0 ||
+        s_get_hops(body, "hops", (uint32_t) (len / S_HAVE_ENTRY), &hops) != 0)
         return GG_EMALFORMED;
     uint8_t ids[S_HAVE_PLANS][FLEET_ID_LEN];
     for (uint32_t k = 0; k < plans->size; k++)
@@ -1123,9 +1187,10 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
     const char *reply = from && from->pub.address[0] ? from->pub.address : address;
     if (!reply[0] || n == 0)
         return 0; /* nobody to ask */
-    uint8_t *want = malloc((size_t) n * 4);
+    uint8_t *want = malloc((size_t) n * 5);
     if (!want)
         return 0;
+    uint8_t *want_hops = want + (size_t) n * 4;
     for (uint32_t x = 0; x < plans->size; x++) {
         s_plan_t *p = s_plan(f, ids[x]);
         uint32_t m = 0;
@@ -1148,10 +1213,11 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
                 f->stats.malformed++;
                 continue;
             }
+            want_hops[m] = hops ? hops[k] : (uint8_t) hop;
             s_put_le32(want + (size_t) m++ * 4, i);
         }
         if (m > 0)
-            s_send_want(f, reply, ids[x], want, m, hop);
+            s_send_want(f, reply, ids[x], want, want_hops, m);
     }
     free(want);
     return 0;
@@ -1163,27 +1229,31 @@ static int s_on_have_want(fleet_t *f, const msgpack_object *body, const s_member
 {
     uint32_t hop;
     uint8_t id[FLEET_ID_LEN];
-    const uint8_t *v;
+    const uint8_t *v, *hops;
     size_t len;
     if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 ||
         wire_get_bin_exact(body, "p", id, FLEET_ID_LEN) != 0 ||
-        wire_get_bin(body, "i", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * 4) != 0 || len % 4 != 0)
+        wire_get_bin(body, "i", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * 4) != 0 || len % 4 != 0 ||
+        s_get_hops(body, "hs", (uint32_t) (len / 4), &hops) != 0)
         return GG_EMALFORMED;
     s_plan_t *p = s_plan(f, id);
     if (!p || !from || !from->pub.address[0] || len == 0)
         return 0;
     uint32_t n = (uint32_t) (len / 4), m = 0;
-    uint32_t *refs = malloc((size_t) n * sizeof *refs);
+    uint32_t *refs = malloc((size_t) n * (sizeof *refs + 1));
     if (!refs)
         return 0;
+    uint8_t *ref_hops = (uint8_t *) (refs + n);
     for (uint32_t k = 0; k < n; k++) {
         uint32_t i = s_get_le32(v + (size_t) k * 4);
-        if (i < p->n)
+        if (i < p->n) {
+            ref_hops[m] = hops ? hops[k] : (uint8_t) hop;
             refs[m++] = s_ref(p->slot, i);
+        }
     }
     uint32_t to = (uint32_t) (from - f->mem);
     if (m > 0)
-        s_send_items(f, refs, m, (uint8_t) hop, &to, 1);
+        s_send_items(f, refs, ref_hops, m, 0, &to, 1);
     free(refs);
     return m == n ? 0 : GG_EMALFORMED;
 }
@@ -1207,7 +1277,6 @@ static void s_push_round(fleet_t *f, uint64_t now)
         take = S_PUSH_MSGS * FLEET_MAX_FEED_ITEMS;
     uint32_t *refs = malloc(((size_t) take + 1) * sizeof *refs);
     uint8_t *hops = malloc((size_t) take + 1);
-    uint32_t *byhop = malloc(((size_t) take + 1) * sizeof *byhop);
     uint32_t peers[S_MAX_FANOUT];
     uint32_t n_peers = s_pick_peers(f, f->push_fanout, peers);
 
@@ -1221,7 +1290,7 @@ static void s_push_round(fleet_t *f, uint64_t now)
             hops[k] = e.hop;
         }
     }
-    if (!refs || !hops || !byhop) {
+    if (!refs || !hops) {
         f->stats.push_dropped += take;
         goto out;
     }
@@ -1235,21 +1304,12 @@ static void s_push_round(fleet_t *f, uint64_t now)
         peers[k] = peers[j];
         peers[j] = t;
     }
-    /* one batch per hop value present, in queue order within each */
-    for (uint32_t hop = 0; hop <= f->max_hops; hop++) {
-        uint32_t n = 0;
-        for (uint32_t k = 0; k < take; k++)
-            if (hops[k] == hop)
-                byhop[n++] = refs[k];
-        if (n == 0)
-            continue;
-        s_send_items(f, byhop, n, (uint8_t) hop, peers, n_eager);
-        s_send_have(f, byhop, n, (uint8_t) hop, peers + n_eager, n_peers - n_eager);
-    }
+    /* in queue order, each item with its hop */
+    s_send_items(f, refs, hops, take, 0, peers, n_eager);
+    s_send_have(f, refs, hops, take, peers + n_eager, n_peers - n_eager);
 out:
     free(refs);
     free(hops);
-    free(byhop);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1993,15 +2053,17 @@ static void s_orphans_apply(fleet_t *f, s_plan_t *p, uint64_t now)
 typedef struct {
     uint8_t plan[FLEET_ID_LEN];
     uint32_t index;
+    uint32_t hop; /* its own hop ("h"), S_NO_HOP when it has none */
     progress_rec_t rec;
 } s_item_t;
 
-/* {"p": plan, "i": index, "r": record}, in one pass over the map (the first
- * occurrence of a key counts, as with wire_map_get; others are ignored). */
+/* {"p": plan, "i": index, "r": record, "h"?: hop}, in one pass over the
+ * map (the first occurrence of a key counts, as with wire_map_get; others
+ * are ignored). */
 static int s_parse_item(const msgpack_object *o, s_item_t *it)
 {
-    const msgpack_object *pv = NULL, *iv = NULL, *rv = NULL;
-    uint64_t index;
+    const msgpack_object *pv = NULL, *iv = NULL, *rv = NULL, *hv = NULL;
+    uint64_t index, hop = S_NO_HOP;
     if (!o || o->type != MSGPACK_OBJECT_MAP)
         return GG_EMALFORMED;
     for (uint32_t k = 0; k < o->via.map.size; k++) {
@@ -2016,12 +2078,17 @@ static int s_parse_item(const msgpack_object *o, s_item_t *it)
             iv = val;
         else if (c == 'r' && !rv)
             rv = val;
+        else if (c == 'h' && !hv)
+            hv = val;
     }
+    if (hv && (wire_obj_u64(hv, &hop) != 0 || hop > S_MAX_HOPS))
+        return GG_EMALFORMED;
     if (!pv || !iv || !rv || wire_obj_bin_exact(pv, it->plan, FLEET_ID_LEN) != 0 ||
         wire_obj_u64(iv, &index) != 0 || index >= FLEET_MAX_TARGETS ||
         rv->type != MSGPACK_OBJECT_MAP || progress_unpack(rv, &it->rec) != 0)
         return GG_EMALFORMED;
     it->index = (uint32_t) index;
+    it->hop = (uint32_t) hop;
     return 0;
 }
 
@@ -2056,8 +2123,10 @@ static void s_items_free(s_item_t *items, const s_item_t *small)
         free(items);
 }
 
-/* Applies parsed items; an index beyond a known plan is counted. */
-static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_t hop, uint64_t now)
+/* Applies parsed items at `hop` (an item's own hop, when it has one and
+ * own_hops is set, instead); an index beyond a known plan is counted. */
+static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_t hop,
+                          bool own_hops, uint64_t now)
 {
     s_plan_t *p = NULL;
     for (uint32_t k = 0; k < n; k++) {
@@ -2076,7 +2145,7 @@ static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_
         /* an answer (or an eager copy) came: later announcements are
          * weighed against what it brought */
         s_bit_put(p, S_BIT_WANTED, it->index, false);
-        s_merge_in(f, p, it->index, &it->rec, hop, now);
+        s_merge_in(f, p, it->index, &it->rec, own_hops && it->hop != S_NO_HOP ? it->hop : hop, now);
     }
 }
 
@@ -2429,7 +2498,7 @@ static int s_on_progress(fleet_t *f, uint64_t now, const wire_msg_t *msg)
     int rc = s_parse_items(body, "items", small, &items, &n);
     if (rc != 0)
         return rc == GG_ENOMEM ? 0 : rc; /* out of memory: pulls repair it */
-    s_apply_items(f, items, n, hop, now);
+    s_apply_items(f, items, n, hop, true, now);
     s_items_free(items, small);
     if (docs)
         s_learn_docs(f, docs, msg->sender, now);
@@ -2471,7 +2540,7 @@ static void s_serve_pull(fleet_t *f, const s_member_t *to, uint64_t since, uint6
     msgpack_pack_array(pk, n_items);
     for (uint32_t x = start, k = 0; k < n_items + n_docs; x = *s_link(f, x).next, k++)
         if (!(x & S_DOC_BIT))
-            s_pack_item(pk, f, x);
+            s_pack_item(pk, f, x, S_NO_HOP);
     wire_put_key(w, "docs");
     msgpack_pack_array(pk, n_docs);
     for (uint32_t x = start, k = 0; k < n_items + n_docs; x = *s_link(f, x).next, k++)
@@ -2578,7 +2647,7 @@ static int s_on_digest(fleet_t *f, uint64_t now, const wire_msg_t *msg, s_member
     int rc = s_parse_items(body, "items", small, &items, &n_items);
     if (rc != 0)
         return rc == GG_ENOMEM ? 0 : rc; /* out of memory: the pull times out, is retried */
-    s_apply_items(f, items, n_items, f->max_hops, now);
+    s_apply_items(f, items, n_items, f->max_hops, false, now);
     s_items_free(items, small);
     s_learn_docs(f, docs, msg->sender, now);
     if (!from || !f->pull_out || rid != f->pull_rid ||
@@ -3506,7 +3575,7 @@ void fleet_leave(fleet_t *f, uint64_t now_ms)
             s_push_queue(f, ref, 0);
     }
     if (got > 0)
-        s_send_items(f, refs, got, 0, f->live_peers, f->n_live_peers);
+        s_send_items(f, refs, NULL, got, 0, f->live_peers, f->n_live_peers);
     free(refs);
 }
 

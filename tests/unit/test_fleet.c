@@ -2315,6 +2315,191 @@ static void test_progress_names_documents(void)
     fleet_destroy(&f);
 }
 
+/* An item of plan 0x11.. (s_put_item's) at index, running, with its own hop
+ * h (or none when h < 0). */
+static void s_put_hop_item(msgpack_packer *pk, uint32_t index, int h)
+{
+    uint8_t plan[FLEET_ID_LEN];
+    memset(plan, 0x11, sizeof plan);
+    msgpack_pack_map(pk, h < 0 ? 3 : 4);
+    if (h >= 0) {
+        msgpack_pack_str_with_body(pk, "h", 1);
+        msgpack_pack_int32(pk, h);
+    }
+    msgpack_pack_str_with_body(pk, "p", 1);
+    msgpack_pack_bin_with_body(pk, plan, sizeof plan);
+    msgpack_pack_str_with_body(pk, "i", 1);
+    msgpack_pack_uint32(pk, index);
+    msgpack_pack_str_with_body(pk, "r", 1);
+    s_put_rec(pk, TARGET_RUNNING);
+}
+
+/* A PROGRESS at `hop` of items (index, own hop or -1) from peer. */
+static int s_feed_hops(fleet_t *f, const uint8_t *peer, uint32_t hop, const uint32_t *index,
+                       const int *h, uint32_t n, uint64_t now)
+{
+    wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, peer, 2);
+    wire_put_u64(w, "hop", hop);
+    wire_put_key(w, "items");
+    msgpack_pack_array(wire_writer_packer(w), n);
+    for (uint32_t k = 0; k < n; k++)
+        s_put_hop_item(wire_writer_packer(w), index[k], h[k]);
+    int rc = s_feed_from(f, w, now);
+    wire_writer_destroy(&w);
+    return rc;
+}
+
+/* The index and own hop (-1: none) of each item of a PROGRESS; returns the
+ * message's hop, or -1. */
+static int s_read_hops(const fleet_out_t *o, uint32_t *index, int *h, uint32_t *n, uint32_t cap)
+{
+    wire_msg_t m;
+    const msgpack_object_array *items;
+    uint64_t hop, v;
+    int rc = -1;
+    *n = 0;
+    if (wire_decode(o->data, o->len, &m) != 0)
+        return -1;
+    if (wire_get_u64(&m.body, "hop", &hop) == 0 &&
+        wire_get_array(&m.body, "items", &items, cap) == 0) {
+        rc = (int) hop;
+        for (uint32_t k = 0; k < items->size; k++) {
+            index[k] = wire_get_u64(&items->ptr[k], "i", &v) == 0 ? (uint32_t) v : UINT32_MAX;
+            h[k] = wire_get_u64(&items->ptr[k], "h", &v) == 0 ? (int) v : -1;
+        }
+        *n = items->size;
+    }
+    wire_msg_release(&m);
+    return rc;
+}
+
+/* Changes learnt at different hops leave in one push round as one message
+ * per peer, each item (and each announced version) with its own hop; a
+ * receiver forwards each item by its own hop, and a request names the hop
+ * of each record it asks for. */
+static void test_push_round_per_item_hops(void)
+{
+    fleet_config_t c = s_cfg();
+    c.push_fanout = 3;
+    c.push_eager = 1;
+    c.max_hops = 5; /* above what 5 members scale it to */
+    uint8_t id[FLEET_ID_LEN], plan[FLEET_ID_LEN];
+    fleet_member_t m[5];
+    memset(m, 0, sizeof m);
+    for (int i = 0; i < 5; i++) {
+        fn_node_id(i, m[i].id);
+        snprintf(m[i].address, sizeof m[i].address, "tcp://n%d:1", i);
+        m[i].live = true;
+    }
+    memcpy(id, m[0].id, FLEET_ID_LEN);
+    memset(plan, 0x11, sizeof plan);
+    fleet_t *f = fleet_new(&c, id, "tcp://n0:1", 3, 0);
+    REQUIRE(f);
+    fleet_set_members(f, 0, m, 5);
+    uint64_t keys[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    bool gated[8] = {true, true, true, true, true, true, true, true};
+    fleet_rollout_t ro = s_ro();
+    REQUIRE(fleet_add_plan(f, 0, plan, 8, keys, gated, &ro) == 0);
+    s_count_sends(f, WIRE_PLAN, NULL);
+
+    /* target 3 at hop 0 (+1), 4 at its own hop 1 (+1), 5 at the last hop
+     * (not forwarded), and 6 in another message at hop 4 (+1) */
+    uint32_t idx_a[3] = {3, 4, 5}, idx_b[1] = {6};
+    int h_a[3] = {-1, 1, 5}, h_b[1] = {-1};
+    CHECK(s_feed_hops(f, m[1].id, 0, idx_a, h_a, 3, 10) == 0);
+    CHECK(s_feed_hops(f, m[1].id, 4, idx_b, h_b, 1, 10) == 0);
+    fleet_tick(f, 10 + c.push_interval_ms);
+    fleet_out_t o;
+    int progress = 0, have = 0, per_peer[5] = {0};
+    while (fleet_poll(f, &o)) {
+        if (o.type == FOUT_SEND && (o.wire_type == WIRE_PROGRESS || o.wire_type == WIRE_HAVE)) {
+            for (int i = 0; i < 5; i++)
+                per_peer[i] += strcmp(o.address, m[i].address) == 0;
+        }
+        if (o.type == FOUT_SEND && o.wire_type == WIRE_PROGRESS) {
+            uint32_t idx[8], n;
+            int h[8];
+            progress++;
+            CHECK(s_read_hops(&o, idx, h, &n, 8) == 1);
+            CHECK(n == 3);
+            CHECK(idx[0] == 3 && h[0] == -1); /* at the message's hop */
+            CHECK(idx[1] == 4 && h[1] == 2);
+            CHECK(idx[2] == 6 && h[2] == 5);
+        }
+        if (o.type == FOUT_SEND && o.wire_type == WIRE_HAVE) {
+            wire_msg_t msg;
+            const uint8_t *hops;
+            size_t len = 0;
+            uint64_t hop = 0;
+            have++;
+            REQUIRE(wire_decode(o.data, o.len, &msg) == 0);
+            CHECK(wire_get_u64(&msg.body, "hop", &hop) == 0 && hop == 1);
+            CHECK(wire_get_bin(&msg.body, "hops", &hops, &len, 64) == 0 && len == 3);
+            CHECK(len == 3 && hops[0] == 1 && hops[1] == 2 && hops[2] == 5);
+            wire_msg_release(&msg);
+        }
+        fleet_out_release(&o);
+    }
+    CHECK(progress == 1 && have == 3);
+    CHECK(per_peer[0] == 0);
+    for (int i = 1; i < 5; i++)
+        CHECK(per_peer[i] == 1); /* one message per peer for the round */
+
+    /* a request with a hop per index is answered with those hops */
+    uint8_t idx4[8] = {3, 0, 0, 0, 4, 0, 0, 0}, hs[2] = {0, 2};
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, m[2].id, 5);
+    wire_put_u64(w, "k", 1);
+    wire_put_u64(w, "hop", 0);
+    wire_put_bin(w, "p", plan, sizeof plan);
+    wire_put_bin(w, "i", idx4, sizeof idx4);
+    wire_put_bin(w, "hs", hs, sizeof hs);
+    CHECK(s_feed_from(f, w, 20 + c.push_interval_ms) == 0);
+    wire_writer_destroy(&w);
+    int answers = 0;
+    while (fleet_poll(f, &o)) {
+        if (o.type == FOUT_SEND && o.wire_type == WIRE_PROGRESS) {
+            uint32_t idx[8], n;
+            int h[8];
+            answers++;
+            CHECK(strcmp(o.address, m[2].address) == 0);
+            CHECK(s_read_hops(&o, idx, h, &n, 8) == 0);
+            CHECK(n == 2 && idx[0] == 3 && h[0] == -1 && idx[1] == 4 && h[1] == 2);
+        }
+        fleet_out_release(&o);
+    }
+    CHECK(answers == 1);
+
+    /* hops out of range or of the wrong count: the message is refused */
+    uint64_t bad = fleet_stats(f)->malformed;
+    int h_bad[1] = {17};
+    CHECK(s_feed_hops(f, m[1].id, 0, idx_b, h_bad, 1, 30) == GG_EMALFORMED);
+    uint8_t hs_long[3] = {0, 0, 0}, hs_big[2] = {0, 17};
+    for (int v = 0; v < 2; v++) {
+        w = wire_writer_new(WIRE_HAVE, m[2].id, 5);
+        wire_put_u64(w, "k", 1);
+        wire_put_u64(w, "hop", 0);
+        wire_put_bin(w, "p", plan, sizeof plan);
+        wire_put_bin(w, "i", idx4, sizeof idx4);
+        wire_put_bin(w, "hs", v ? hs_big : hs_long, v ? sizeof hs_big : sizeof hs_long);
+        CHECK(s_feed_from(f, w, 30) == GG_EMALFORMED);
+        wire_writer_destroy(&w);
+    }
+    uint8_t v[36] = {0};
+    w = wire_writer_new(WIRE_HAVE, m[2].id, 6);
+    wire_put_u64(w, "k", 0);
+    wire_put_u64(w, "hop", 0);
+    wire_put_str(w, "a", "tcp://n2:1");
+    wire_put_key(w, "plans");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    msgpack_pack_bin_with_body(wire_writer_packer(w), plan, sizeof plan);
+    wire_put_bin(w, "v", v, sizeof v);
+    wire_put_bin(w, "hops", hs, sizeof hs); /* two hops for one version */
+    CHECK(s_feed_from(f, w, 30) == GG_EMALFORMED);
+    wire_writer_destroy(&w);
+    CHECK(fleet_stats(f)->malformed == bad + 4);
+    fleet_destroy(&f);
+}
+
 int main(void)
 {
     GG_RUN(test_config_and_api);
@@ -2350,5 +2535,6 @@ int main(void)
     GG_RUN(test_net_pull_same_state);
     GG_RUN(test_progress_names_documents);
     GG_RUN(test_push_fanout_scales);
+    GG_RUN(test_push_round_per_item_hops);
     GG_DONE();
 }
