@@ -138,7 +138,7 @@
 #define S_DOC_BIT            0x80000000u
 #define S_PLAN_SHIFT         20
 #define S_INDEX_MASK         ((1u << S_PLAN_SHIFT) - 1u)
-#define S_OWNER_COST_DIV     32u /* an ownership computation costs members/32 work units */
+#define S_OWNER_COST_DIV     32u /* 32 rendezvous scores cost a work unit */
 #define S_MAX_HOPS           16u
 #define S_MAX_FANOUT         64u
 #define S_PULL_PARTNERS      3u     /* anti-entropy ring: the next members by id */
@@ -1191,8 +1191,20 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
     if (!want)
         return 0;
     uint8_t *want_hops = want + (size_t) n * 4;
+    /* each version is weighed against a record of ours, likely out of the
+     * cache: ask for them all before the first is read */
+    s_plan_t *known[S_HAVE_PLANS];
+    for (uint32_t x = 0; x < plans->size; x++)
+        known[x] = s_plan(f, ids[x]);
+    for (uint32_t k = 0; k < n; k++) {
+        const uint8_t *e = v + (size_t) k * S_HAVE_ENTRY;
+        const s_plan_t *p = known[(uint32_t) e[0] | (uint32_t) e[1] << 8];
+        uint32_t i = s_get_le32(e + 4);
+        if (p && i < p->n)
+            __builtin_prefetch(&p->t[i].rec);
+    }
     for (uint32_t x = 0; x < plans->size; x++) {
-        s_plan_t *p = s_plan(f, ids[x]);
+        s_plan_t *p = known[x];
         uint32_t m = 0;
         for (uint32_t k = 0; k < n; k++) {
             const uint8_t *e = v + (size_t) k * S_HAVE_ENTRY;
@@ -1523,11 +1535,12 @@ static bool s_owned(fleet_t *f, s_plan_t *p, uint32_t i, uint64_t *work)
                p->assign_next == p->n && p->owner_rank[i] == (uint32_t) f->self_rank;
     if (s_bit(p, S_BIT_OWN_KNOWN, i))
         return s_bit(p, S_BIT_OWN_SELF, i);
-    size_t owner = rendezvous_owner(f->own_seeds, f->n_own, p->t[i].key);
-    bool own = owner == (size_t) f->self_rank;
+    size_t scored;
+    bool own =
+        rendezvous_is_owner(f->own_seeds, f->n_own, p->t[i].key, (size_t) f->self_rank, &scored);
     s_bit_put(p, S_BIT_OWN_KNOWN, i, true);
     s_bit_put(p, S_BIT_OWN_SELF, i, own);
-    *work += f->n_own / S_OWNER_COST_DIV;
+    *work += scored / S_OWNER_COST_DIV;
     return own;
 }
 
@@ -2129,6 +2142,13 @@ static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_
                           bool own_hops, uint64_t now)
 {
     s_plan_t *p = NULL;
+    for (uint32_t k = 0; k < n; k++) { /* the records merged into, at once */
+        if (!p || memcmp(p->id, items[k].plan, FLEET_ID_LEN) != 0)
+            p = s_plan(f, items[k].plan);
+        if (p && items[k].index < p->n)
+            __builtin_prefetch(&p->t[items[k].index]);
+    }
+    p = NULL;
     for (uint32_t k = 0; k < n; k++) {
         const s_item_t *it = &items[k];
         f->stats.records_in++;

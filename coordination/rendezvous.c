@@ -81,3 +81,22 @@ size_t rendezvous_owner(const uint64_t *node_seeds, size_t n, uint64_t target_ke
     }
     return best;
 }
+
+bool rendezvous_is_owner(const uint64_t *node_seeds, size_t n, uint64_t target_key, size_t self,
+                         size_t *scored)
+{
+    assert(self < n);
+    uint64_t mine = rendezvous_score(node_seeds[self], target_key);
+    bool own = true;
+    size_t i;
+    /* rendezvous_owner keeps the first of equal scores: a node before self
+     * wins a tie, one after it does not */
+    for (i = 0; own && i < n; i++)
+        if (i != self) {
+            uint64_t s = rendezvous_score(node_seeds[i], target_key);
+            own = i < self ? s < mine : s <= mine;
+        }
+    if (scored)
+        *scored = i;
+    return own;
+}

@@ -10,6 +10,7 @@
 #ifndef GG_RENDEZVOUS_H
 #define GG_RENDEZVOUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,12 @@ uint64_t rendezvous_score(uint64_t node_seed, uint64_t target_key);
 /* Index of the winning node among n seeds (n > 0); ties broken by the lower
  * index, so callers should pass seeds in a canonical order (sorted by id). */
 size_t rendezvous_owner(const uint64_t *node_seeds, size_t n, uint64_t target_key);
+/* Whether node `self` (< n) is rendezvous_owner's answer, without scoring
+ * every node when it is not: the scan stops at the first node that beats
+ * it, after about ln n scores on average instead of n. *scored (may be
+ * NULL) is set to the number of scores computed. */
+bool rendezvous_is_owner(const uint64_t *node_seeds, size_t n, uint64_t target_key, size_t self,
+                         size_t *scored);
 
 /* Bounded load (DESIGN.md §3): no node owns more than `cap` of a set of
  * targets. Targets are assigned in a fixed order (their index in the plan),

@@ -124,10 +124,48 @@ static void test_bounded_load(void)
     CHECK(moved < TARGETS / 10);
 }
 
+/* rendezvous_is_owner answers as rendezvous_owner does, ties included (a
+ * seed given twice scores the same: the first one wins), and stops early
+ * when self loses. */
+static void test_is_owner(void)
+{
+    enum { N = 1000 };
+    static uint64_t seeds[N];
+    s_seeds(seeds, N);
+    seeds[7] = seeds[3]; /* a tie between 3 and 7 */
+    size_t total = 0, lost = 0, mismatches = 0;
+    for (int t = 0; t < 2000; t++) {
+        char ref[40];
+        int len = snprintf(ref, sizeof ref, "component:default/t%d", t);
+        uint64_t k = rendezvous_key(ref, (size_t) len);
+        size_t owner = rendezvous_owner(seeds, N, k);
+        for (size_t self = 0; self < N; self += (self < 10 ? 1 : 97)) {
+            size_t scored = 0;
+            bool own = rendezvous_is_owner(seeds, N, k, self, &scored);
+            mismatches += own != (owner == self);
+            if (!own) {
+                total += scored;
+                lost++;
+            }
+        }
+        /* the tie: whichever of 3 and 7 would win, 3 does */
+        CHECK(!rendezvous_is_owner(seeds, N, k, 7, NULL) || owner == 7);
+        CHECK(owner != 7);
+    }
+    CHECK(mismatches == 0);
+    /* about ln N + 1 scores per lost target, not N */
+    fprintf(stderr, "  scores per lost ownership: %.1f of %d\n", (double) total / (double) lost, N);
+    CHECK(total < lost * 50);
+    uint64_t one = 42;
+    size_t scored = 0;
+    CHECK(rendezvous_is_owner(&one, 1, 9, 0, &scored) && scored == 1);
+}
+
 int main(void)
 {
     GG_RUN(test_deterministic);
     GG_RUN(test_balance_and_minimal_moves);
     GG_RUN(test_bounded_load);
+    GG_RUN(test_is_owner);
     GG_DONE();
 }
