@@ -63,11 +63,32 @@
 
 /* ---- the disk ---- */
 
+/* A record as stored: its error text apart, and only when there is one (a
+ * thousand nodes' copies of every record must fit in memory). */
+typedef struct {
+    uint32_t epoch, generation, attempt, duration_ms;
+    uint8_t state, step;
+    uint8_t holder[PROGRESS_ID_LEN];
+    int32_t exit_code;
+    uint64_t started_ms, finished_ms;
+    char *error; /* NULL: none */
+} s_stored_t;
+
+/* What the record checker remembers of a record: the fields
+ * progress_compare orders by. */
+typedef struct {
+    uint32_t epoch, generation, attempt;
+    uint8_t state, step;
+    uint8_t holder[PROGRESS_ID_LEN];
+    uint64_t finished_ms;
+} s_version_t;
+
+/* The accepted document is the plan applied (s_on_doc checks every byte),
+ * so a disk notes that it has it and reads the world's copy. */
 typedef struct {
     bool has_doc;
-    uint8_t *doc;
     size_t doc_len;
-    progress_rec_t *recs; /* by target index */
+    s_stored_t *recs; /* by target index */
     uint8_t *present;
     uint32_t n;
 } s_disk_t;
@@ -105,7 +126,7 @@ typedef struct {
     uint64_t view_due;    /* a changed view waits for the next ticker round */
     fleet_member_t *view; /* the list handed to fleet_set_members, kept for reuse */
     size_t view_cap;
-    progress_rec_t *last; /* last record output per target (this life) */
+    s_version_t *last; /* last record output per target (this life) */
     uint8_t *last_set;
     bool draining_outputs;
 } s_inst_t;
@@ -376,6 +397,44 @@ static void s_queue_write(s_inst_t *in, uint32_t index, const progress_rec_t *re
         in->flush_at = sim_now(in->sim) + S_FLUSH_MS;
 }
 
+/* Stores r in *st; false when its error text cannot be kept. */
+static bool s_store_rec(s_stored_t *st, const progress_rec_t *r)
+{
+    char *error = NULL;
+    if (r->error[0] && !(error = strdup(r->error)))
+        return false;
+    free(st->error);
+    *st = (s_stored_t){.epoch = r->epoch,
+                       .generation = r->generation,
+                       .attempt = r->attempt,
+                       .duration_ms = r->duration_ms,
+                       .state = r->state,
+                       .step = r->step,
+                       .exit_code = r->exit_code,
+                       .started_ms = r->started_ms,
+                       .finished_ms = r->finished_ms,
+                       .error = error};
+    memcpy(st->holder, r->holder, PROGRESS_ID_LEN);
+    return true;
+}
+
+static void s_load_rec(const s_stored_t *st, progress_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->epoch = st->epoch;
+    r->generation = st->generation;
+    r->attempt = st->attempt;
+    r->duration_ms = st->duration_ms;
+    r->state = st->state;
+    r->step = st->step;
+    memcpy(r->holder, st->holder, PROGRESS_ID_LEN);
+    r->exit_code = st->exit_code;
+    r->started_ms = st->started_ms;
+    r->finished_ms = st->finished_ms;
+    if (st->error)
+        snprintf(r->error, sizeof r->error, "%s", st->error);
+}
+
 static void s_flush(s_inst_t *in)
 {
     s_disk_t *d = in->node->disk.machine[1];
@@ -384,7 +443,10 @@ static void s_flush(s_inst_t *in)
         const s_write_t *wr = &in->writes[i];
         if (wr->index >= d->n)
             continue;
-        d->recs[wr->index] = wr->rec;
+        if (!s_store_rec(&d->recs[wr->index], &wr->rec)) {
+            sim_violation(in->sim, "harness", -1, -1, "out of memory");
+            continue;
+        }
         d->present[wr->index] = 1;
         w->res.records_persisted++;
     }
@@ -514,16 +576,7 @@ static int s_add_plan(s_inst_t *in, uint64_t now)
 static void s_store_doc(s_inst_t *in)
 {
     s_disk_t *d = in->node->disk.machine[1];
-    s_world_t *w = s_world(in->sim);
-    if (d->has_doc)
-        return;
-    d->doc = malloc(w->doc_len);
-    if (!d->doc) {
-        sim_violation(in->sim, "harness", -1, -1, "out of memory");
-        return;
-    }
-    memcpy(d->doc, w->doc, w->doc_len);
-    d->doc_len = w->doc_len;
+    d->doc_len = s_world(in->sim)->doc_len;
     d->has_doc = true;
 }
 
@@ -557,15 +610,31 @@ static void s_check_record(s_inst_t *in, uint32_t index, const progress_rec_t *r
     s_world_t *w = s_world(in->sim);
     if (index >= w->targets)
         return;
-    if (in->last_set[index] && progress_compare(rec, &in->last[index]) < 0) {
-        const progress_rec_t *old = &in->last[index];
-        sim_violation(in->sim, "record-regressed", (int32_t) in->node->index, -1,
-                      "%s's record of target %u went from %s@%u/%u/%u to %s@%u/%u/%u",
-                      in->node->name, index, target_state_name(old->state), old->epoch,
-                      old->generation, old->attempt, target_state_name(rec->state), rec->epoch,
-                      rec->generation, rec->attempt);
+    s_version_t *last = &in->last[index];
+    if (in->last_set[index]) {
+        progress_rec_t old;
+        memset(&old, 0, sizeof old);
+        old.epoch = last->epoch;
+        old.generation = last->generation;
+        old.attempt = last->attempt;
+        old.state = last->state;
+        old.step = last->step;
+        memcpy(old.holder, last->holder, PROGRESS_ID_LEN);
+        old.finished_ms = last->finished_ms;
+        if (progress_compare(rec, &old) < 0)
+            sim_violation(in->sim, "record-regressed", (int32_t) in->node->index, -1,
+                          "%s's record of target %u went from %s@%u/%u/%u to %s@%u/%u/%u",
+                          in->node->name, index, target_state_name(old.state), old.epoch,
+                          old.generation, old.attempt, target_state_name(rec->state), rec->epoch,
+                          rec->generation, rec->attempt);
     }
-    in->last[index] = *rec;
+    *last = (s_version_t){.epoch = rec->epoch,
+                          .generation = rec->generation,
+                          .attempt = rec->attempt,
+                          .state = rec->state,
+                          .step = rec->step,
+                          .finished_ms = rec->finished_ms};
+    memcpy(last->holder, rec->holder, PROGRESS_ID_LEN);
     in->last_set[index] = 1;
     if (target_state_terminal((target_state_t) rec->state))
         s_on_terminal_record(in->sim, in->node, index);
@@ -676,7 +745,7 @@ static size_t s_doc_read(void *arg, const uint8_t doc_id[FLEET_ID_LEN], uint64_t
     size_t n = d->doc_len - (size_t) offset;
     if (n > len)
         n = len;
-    memcpy(buf, d->doc + offset, n);
+    memcpy(buf, w->doc + offset, n);
     return n;
 }
 
@@ -727,7 +796,8 @@ static void s_disk_free(void *disk)
     s_disk_t *d = disk;
     if (!d)
         return;
-    free(d->doc);
+    for (uint32_t i = 0; d->recs && i < d->n; i++)
+        free(d->recs[i].error);
     free(d->recs);
     free(d->present);
     free(d);
@@ -810,10 +880,14 @@ static int s_boot(sim_t *sim, sim_node_t *node, void **state, uint64_t now)
         rc = fleet_restore_doc(in->fleet, w->plan_id, S_DOC_KIND_PLAN, d->doc_len);
         if (rc != 0)
             goto out;
-        for (uint32_t i = 0; i < d->n; i++)
-            if (d->present[i] &&
-                (rc = fleet_restore_record(in->fleet, w->plan_id, i, &d->recs[i])) != 0)
+        for (uint32_t i = 0; i < d->n; i++) {
+            if (!d->present[i])
+                continue;
+            progress_rec_t r;
+            s_load_rec(&d->recs[i], &r);
+            if ((rc = fleet_restore_record(in->fleet, w->plan_id, i, &r)) != 0)
                 goto out;
+        }
     }
     s_set_members(in, now);
     *state = in;
