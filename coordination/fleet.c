@@ -130,6 +130,7 @@
 #include "rendezvous.h"
 #include "rng.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -660,27 +661,51 @@ static void s_emit_abort(fleet_t *f, s_plan_t *p, uint32_t i, fleet_abort_reason
     s_emit_target(f, FOUT_ABORT, p, i, reason);
 }
 
-/* Queues a copy of data for address. */
-static void s_emit_send(fleet_t *f, const char *address, uint32_t wire_type, const uint8_t *data,
+/* The bytes of a FOUT_SEND: one copy of a message, shared by the outputs
+ * that send it to each of its peers (fleet_send_data_free). */
+typedef struct {
+    uint32_t refs;
+    uint8_t data[];
+} s_sendbuf_t;
+
+static s_sendbuf_t *s_sendbuf_new(const uint8_t *data, size_t len)
+{
+    s_sendbuf_t *b = malloc(sizeof *b + len);
+    if (b) {
+        b->refs = 1;
+        memcpy(b->data, data, len);
+    }
+    return b;
+}
+
+static void s_sendbuf_unref(s_sendbuf_t *b)
+{
+    if (b && --b->refs == 0)
+        free(b);
+}
+
+void fleet_send_data_free(uint8_t *data)
+{
+    if (data)
+        s_sendbuf_unref((s_sendbuf_t *) (void *) (data - offsetof(s_sendbuf_t, data)));
+}
+
+/* Queues buf's message for address. */
+static void s_emit_send(fleet_t *f, const char *address, uint32_t wire_type, s_sendbuf_t *buf,
                         size_t len)
 {
     if (!address || !address[0] || len == 0)
         return;
-    uint8_t *copy = malloc(len);
-    if (!copy) {
-        f->stats.outputs_dropped++;
-        return;
-    }
     fleet_out_t *o = s_out(f, FOUT_SEND);
-    if (!o) {
-        free(copy);
+    if (!o)
         return;
-    }
-    memcpy(copy, data, len);
-    snprintf(o->address, sizeof o->address, "%s", address);
+    size_t alen = strnlen(address, FLEET_ADDRESS_MAX);
+    memcpy(o->address, address, alen);
+    o->address[alen] = '\0';
     o->wire_type = wire_type;
-    o->data = copy;
+    o->data = buf->data;
     o->len = len;
+    buf->refs++;
 }
 
 /* ------------------------------------------------------------------ */
@@ -784,8 +809,15 @@ static void s_send_addr(fleet_t *f, const char *address, wire_writer_t *w, uint3
 {
     const uint8_t *data;
     size_t len;
-    if (w && wire_writer_finish(w, &data, &len) == 0)
-        s_emit_send(f, address, type, data, len);
+    s_sendbuf_t *buf;
+    if (!w || wire_writer_finish(w, &data, &len) != 0)
+        return;
+    if (!(buf = s_sendbuf_new(data, len))) {
+        f->stats.outputs_dropped++;
+        return;
+    }
+    s_emit_send(f, address, type, buf, len);
+    s_sendbuf_unref(buf);
 }
 
 static void s_send_to(fleet_t *f, const s_member_t *m, wire_writer_t *w, uint32_t type)
@@ -800,9 +832,15 @@ static bool s_send_peers(fleet_t *f, wire_writer_t **w, uint32_t type, const uin
 {
     const uint8_t *data;
     size_t len;
+    s_sendbuf_t *buf = NULL;
     bool ok = *w && wire_writer_finish(*w, &data, &len) == 0;
-    for (uint32_t k = 0; ok && k < n_peers; k++)
-        s_emit_send(f, f->mem[peers[k]].pub.address, type, data, len);
+    if (ok && n_peers > 0 && !(buf = s_sendbuf_new(data, len))) {
+        f->stats.outputs_dropped += n_peers;
+        ok = false;
+    }
+    for (uint32_t k = 0; buf && k < n_peers; k++)
+        s_emit_send(f, f->mem[peers[k]].pub.address, type, buf, len);
+    s_sendbuf_unref(buf);
     wire_writer_destroy(w);
     return ok;
 }
@@ -3626,7 +3664,10 @@ void fleet_out_release(fleet_out_t *out)
 {
     if (!out)
         return;
-    free(out->data);
+    if (out->type == FOUT_SEND)
+        fleet_send_data_free(out->data);
+    else
+        free(out->data);
     memset(out, 0, sizeof *out);
 }
 

@@ -274,6 +274,10 @@ typedef struct {
 
 bool fleet_poll(fleet_t *f, fleet_out_t *out);
 void fleet_out_release(fleet_out_t *out);
+/* A FOUT_SEND's data is one copy shared by the outputs sending the same
+ * message to several peers: a caller that keeps it (takes out->data and
+ * sets it to NULL before fleet_out_release) frees it with this, not free(). */
+void fleet_send_data_free(uint8_t *data);
 
 /* ---- views ---- */
 const progress_rec_t *fleet_record(const fleet_t *f, const uint8_t plan_id[FLEET_ID_LEN],

@@ -139,6 +139,7 @@ typedef struct {
     uint32_t items; /* updates carried */
     size_t len;     /* encoded length (0 with the codec off) */
     uint8_t *data;
+    void (*data_free)(uint8_t *data); /* NULL: free() */
     void *obj;
     void (*obj_free)(void *obj);
 } sim_packet_t;

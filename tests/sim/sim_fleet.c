@@ -656,6 +656,7 @@ static void s_send(s_inst_t *in, fleet_out_t *out)
         return;
     }
     p->data = out->data;
+    p->data_free = fleet_send_data_free;
     p->len = out->len;
     p->items = 1;
     out->data = NULL;

@@ -540,7 +540,10 @@ void sim_packet_unref(sim_packet_t **packet_p)
         return;
     if (p->obj && p->obj_free)
         p->obj_free(p->obj);
-    free(p->data);
+    if (p->data_free)
+        p->data_free(p->data);
+    else
+        free(p->data);
     free(p);
 }
 
