@@ -2977,9 +2977,13 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     uint32_t *order = malloc(alloc_n * sizeof *order);
     uint64_t *seeds = malloc(alloc_n * sizeof *seeds);
     uint32_t *orig = malloc(alloc_n * sizeof *orig);
-    s_index_t nix = {0};
+    /* the index sized for n at once (load <= 1/2), not grown by doubling */
+    uint32_t ix_cap = 64;
+    while (ix_cap < 2 * (alloc_n + 1))
+        ix_cap *= 2;
+    s_index_t nix = {calloc(ix_cap, sizeof(uint32_t)), ix_cap - 1, 0};
     fleet_t tmp_view;
-    if (!nm || !live || !order || !seeds || !orig)
+    if (!nm || !live || !order || !seeds || !orig || !nix.slot)
         goto fail;
 
     /* the new table, deduplicated by id, keeping each member's local state */
@@ -2988,7 +2992,8 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     tmp_view.mem = nm;
     for (size_t j = 0; j < n; j++) {
         const fleet_member_t *in = &members[j];
-        if (s_ix_find(&tmp_view, &nix, s_id_hash(in->id), s_member_eq, in->id) != S_NONE)
+        uint64_t h = s_id_hash(in->id);
+        if (s_ix_find(&tmp_view, &nix, h, s_member_eq, in->id) != S_NONE)
             continue;
         s_member_t *m = &nm[cnt];
         memcpy(m->pub.id, in->id, FLEET_ID_LEN);
@@ -2999,7 +3004,12 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         m->pub.draining = in->draining;
         m->orig = (uint32_t) j;
         m->order = s_id_order(in->id);
-        const s_member_t *old = s_member(f, in->id);
+        /* a list in the same order as the last one finds each member at
+         * its old place, without a lookup */
+        const s_member_t *old =
+            cnt < f->n_mem && memcmp(f->mem[cnt].pub.id, in->id, FLEET_ID_LEN) == 0
+                ? &f->mem[cnt]
+                : s_member(f, in->id);
         m->seed = old ? old->seed : rendezvous_node_seed(in->id);
         /* A member first listed now, live or not, starts its lease clock now:
          * a restarted node's view holds every peer as dead until it hears from
@@ -3014,7 +3024,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
             if (!s_is_self(f, in->id))
                 newcomer = true;
         }
-        if (s_ix_put(&tmp_view, &nix, s_id_hash(in->id), cnt, s_member_hash) != 0)
+        if (s_ix_put(&tmp_view, &nix, h, cnt, s_member_hash) != 0)
             goto fail;
         cnt++;
     }
