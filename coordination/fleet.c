@@ -887,21 +887,25 @@ static void s_pack_doc(msgpack_packer *pk, const s_doc_t *d)
     msgpack_pack_uint64(pk, d->size);
 }
 
-/* Sends target refs as PROGRESS messages (batched by count and bytes) to
- * each of the peers. */
-/* The smallest of n hops. */
-static uint8_t s_min_hop(const uint8_t *hops, uint32_t n)
+/* The smallest of n hops in *min; true when they are not all equal (the
+ * message then carries each one's own). */
+static bool s_hops_mixed(const uint8_t *hops, uint32_t n, uint8_t *min)
 {
-    uint8_t m = UINT8_MAX;
-    for (uint32_t k = 0; k < n; k++)
-        if (hops[k] < m)
-            m = hops[k];
-    return m;
+    uint8_t lo = UINT8_MAX, hi = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        if (hops[k] < lo)
+            lo = hops[k];
+        if (hops[k] > hi)
+            hi = hops[k];
+    }
+    *min = lo;
+    return n > 0 && lo != hi;
 }
 
-/* Sends the records of refs to each of the peers (PROGRESS), hops[k] being
- * ref k's hop (NULL: `hop` for all). A message's hop is the smallest of its
- * items'; an item with another hop carries its own ("h"). */
+/* Sends the records of refs to each of the peers as PROGRESS messages
+ * (batched by count and bytes), hops[k] being ref k's hop (NULL: `hop` for
+ * all). A message's hop is the smallest of its items'; an item with another
+ * hop carries its own ("h"). */
 static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, uint32_t n,
                          uint8_t hop, const uint32_t *peers, uint32_t n_peers)
 {
@@ -917,7 +921,7 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, 
             cnt++;
         }
         if (hops)
-            hop = s_min_hop(hops + at, cnt);
+            s_hops_mixed(hops + at, cnt, &hop);
         /* the documents of the batch's plans go with it, so that a node
          * that lacks one fetches it from the sender at once instead of
          * keeping the records aside until an announcement or a pull */
@@ -1062,10 +1066,8 @@ static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint3
                          const uint8_t *entries, const uint8_t *hops, uint32_t n,
                          const uint32_t *peers, uint32_t n_peers)
 {
-    uint8_t hop = s_min_hop(hops, n);
-    bool mixed = false;
-    for (uint32_t k = 0; k < n && !mixed; k++)
-        mixed = hops[k] != hop;
+    uint8_t hop;
+    bool mixed = s_hops_mixed(hops, n, &hop);
     wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, mixed ? 6 : 5);
     if (!w)
         return;
@@ -1157,10 +1159,8 @@ static void s_want_expire(fleet_t *f, uint64_t now)
 static void s_send_want(fleet_t *f, const char *address, const uint8_t *plan,
                         const uint8_t *indices, const uint8_t *hops, uint32_t n)
 {
-    uint8_t hop = s_min_hop(hops, n);
-    bool mixed = false;
-    for (uint32_t k = 0; k < n && !mixed; k++)
-        mixed = hops[k] != hop;
+    uint8_t hop;
+    bool mixed = s_hops_mixed(hops, n, &hop);
     wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, mixed ? 5 : 4);
     if (!w)
         return;
