@@ -94,6 +94,8 @@ if [ "$QUICK" != 1 ]; then
     # default) and beside it with records pushed to every peer.
     run fleetspeed --nodes 1000 --profile lan --duration 10m --targets 2000
     run fleetspeed0 --nodes 1000 --profile lan --duration 10m --targets 2000 --push-eager 0
+    # ... and with the simulator's default plan (200 targets).
+    run fleetspeed200 --nodes 1000 --profile lan --duration 10m
 fi
 
 d() { # dissemination row: NAME LABEL
@@ -167,6 +169,9 @@ if [ "$QUICK" != 1 ]; then
             "$(get $r 'j["fleet"]["convergence"]["p99"]')" \
             "$(get $r 'j["fleet"]["convergence"]["max"]')"
     done
+    printf '  %-44s %s (%s after forming)\n' "... the default 200-target plan" \
+        "$(get fleetspeed200 'j["sim_s_per_wall_s"]')" \
+        "$(get fleetspeed200 'j["sim_s_per_wall_s_after_forming"]')"
 fi
 echo
 echo "Fleet core: a plan of 2,000 targets (4 workers per node, 10% of attempts fail)"
