@@ -490,15 +490,36 @@ static void s_put_item(msgpack_packer *pk, size_t plan_len, int64_t index, uint3
     s_put_rec(pk, state);
 }
 
-/* A valid lazy-push message about plan 0x11..: an announcement of targets 3
- * and 5 (want = false) or a request for them. */
-static wire_writer_t *s_have_msg(const uint8_t *sender, bool want)
+/* An item of plan 0x11.. (s_put_item's) at index, running, with its own hop
+ * h (or none when h < 0). */
+static void s_put_hop_item(msgpack_packer *pk, uint32_t index, int h)
 {
-    uint8_t plan[FLEET_ID_LEN], v[72] = {0};
+    uint8_t plan[FLEET_ID_LEN];
     memset(plan, 0x11, sizeof plan);
-    wire_writer_t *w = wire_writer_new(WIRE_HAVE, sender, want ? 4 : 5);
+    msgpack_pack_map(pk, h < 0 ? 3 : 4);
+    if (h >= 0) {
+        msgpack_pack_str_with_body(pk, "h", 1);
+        msgpack_pack_int32(pk, h);
+    }
+    msgpack_pack_str_with_body(pk, "p", 1);
+    msgpack_pack_bin_with_body(pk, plan, sizeof plan);
+    msgpack_pack_str_with_body(pk, "i", 1);
+    msgpack_pack_uint32(pk, index);
+    msgpack_pack_str_with_body(pk, "r", 1);
+    s_put_rec(pk, TARGET_RUNNING);
+}
+
+/* A valid lazy-push message about plan 0x11..: an announcement of targets 3
+ * and 5 (want = false) or a request for them; with hops, at hops 0 and 2. */
+static wire_writer_t *s_have_msg(const uint8_t *sender, bool want, bool hops)
+{
+    uint8_t plan[FLEET_ID_LEN], v[72] = {0}, hop[2] = {0, 2};
+    memset(plan, 0x11, sizeof plan);
+    wire_writer_t *w = wire_writer_new(WIRE_HAVE, sender, (want ? 4 : 5) + (hops ? 1 : 0));
     wire_put_u64(w, "k", want ? 1 : 0);
     wire_put_u64(w, "hop", 0);
+    if (hops)
+        wire_put_bin(w, want ? "hs" : "hops", hop, sizeof hop);
     if (want) {
         wire_put_bin(w, "p", plan, sizeof plan);
         uint8_t idx[8] = {3, 0, 0, 0, 5, 0, 0, 0};
@@ -825,12 +846,30 @@ static void test_malformed_messages(void)
     }
     rng_t rng;
     rng_seed(&rng, 99);
-    wire_writer_t *valid[6] = {s_progress(peer, 0),     s_digest(peer, 0),
-                               s_digest(peer, 4),       s_plan_msg(peer, 0),
-                               s_have_msg(peer, false), s_have_msg(peer, true)};
+    /* and the optional per-item hops: a PROGRESS whose items carry their
+     * own, an announcement and a request with a hop per entry */
+    wire_writer_t *hops_progress = wire_writer_new(WIRE_PROGRESS, peer, 2);
+    wire_put_u64(hops_progress, "hop", 0);
+    wire_put_key(hops_progress, "items");
+    msgpack_pack_array(wire_writer_packer(hops_progress), 2);
+    s_put_hop_item(wire_writer_packer(hops_progress), 3, -1);
+    s_put_hop_item(wire_writer_packer(hops_progress), 4, 2);
+    wire_writer_t *hops_have = s_have_msg(peer, false, true);
+    wire_writer_t *hops_want = s_have_msg(peer, true, true);
+    wire_writer_t *valid[9] = {s_progress(peer, 0),
+                               s_digest(peer, 0),
+                               s_digest(peer, 4),
+                               s_plan_msg(peer, 0),
+                               s_have_msg(peer, false, false),
+                               s_have_msg(peer, true, false),
+                               hops_progress,
+                               hops_have,
+                               hops_want};
+    for (int k = 6; k < 9; k++)
+        CHECK(s_feed(f, valid[k]) == 0); /* accepted as they are */
     uint64_t wants = fleet_stats(f)->wants_out;
-    for (int round = 0; round < 3000; round++) {
-        wire_writer_t *w = valid[round % 6];
+    for (int round = 0; round < 4500; round++) {
+        wire_writer_t *w = valid[round % 9];
         const uint8_t *data;
         size_t len;
         REQUIRE(wire_writer_finish(w, &data, &len) == 0);
@@ -851,7 +890,7 @@ static void test_malformed_messages(void)
         while (fleet_poll(f, &o))
             fleet_out_release(&o);
     }
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < 9; k++)
         wire_writer_destroy(&valid[k]);
     CHECK(fleet_stats(f)->wants_out > wants); /* some announcements got through */
     fleet_destroy(&f);
@@ -2313,25 +2352,6 @@ static void test_progress_names_documents(void)
     CHECK(s_feed_from(f, w, 50) == 0);
     wire_writer_destroy(&w);
     fleet_destroy(&f);
-}
-
-/* An item of plan 0x11.. (s_put_item's) at index, running, with its own hop
- * h (or none when h < 0). */
-static void s_put_hop_item(msgpack_packer *pk, uint32_t index, int h)
-{
-    uint8_t plan[FLEET_ID_LEN];
-    memset(plan, 0x11, sizeof plan);
-    msgpack_pack_map(pk, h < 0 ? 3 : 4);
-    if (h >= 0) {
-        msgpack_pack_str_with_body(pk, "h", 1);
-        msgpack_pack_int32(pk, h);
-    }
-    msgpack_pack_str_with_body(pk, "p", 1);
-    msgpack_pack_bin_with_body(pk, plan, sizeof plan);
-    msgpack_pack_str_with_body(pk, "i", 1);
-    msgpack_pack_uint32(pk, index);
-    msgpack_pack_str_with_body(pk, "r", 1);
-    s_put_rec(pk, TARGET_RUNNING);
 }
 
 /* A PROGRESS at `hop` of items (index, own hop or -1) from peer. */
