@@ -123,9 +123,7 @@ typedef struct {
     s_write_t *writes; /* waiting for the group commit */
     uint32_t n_writes, cap_writes;
     uint64_t flush_at;
-    uint64_t view_due;    /* a changed view waits for the next ticker round */
-    fleet_member_t *view; /* the list handed to fleet_set_members, kept for reuse */
-    size_t view_cap;
+    uint64_t view_due; /* a changed view waits for the next ticker round */
     s_version_t *last; /* last record output per target (this life) */
     uint8_t *last_set;
     bool draining_outputs;
@@ -168,6 +166,10 @@ typedef struct {
     bool up_dirty;
     uint64_t window_ms; /* how long views may disagree after churn */
     sim_fleet_result_t res;
+    /* the list handed to fleet_set_members: one for every node (nodes take
+     * turns), kept for reuse */
+    fleet_member_t *view;
+    size_t view_cap;
 } s_world_t;
 
 static s_world_t *s_world(sim_t *sim)
@@ -709,16 +711,17 @@ static void s_set_members(s_inst_t *in, uint64_t now)
     if (!m)
         return;
     size_t n = membership_size(m);
-    if (n > in->view_cap) {
-        fleet_member_t *grown = realloc(in->view, n * sizeof *grown);
+    s_world_t *w = s_world(in->sim);
+    if (n > w->view_cap) {
+        fleet_member_t *grown = realloc(w->view, n * sizeof *grown);
         if (!grown) {
             sim_violation(in->sim, "harness", -1, -1, "out of memory");
             return;
         }
-        in->view = grown;
-        in->view_cap = n;
+        w->view = grown;
+        w->view_cap = n;
     }
-    fleet_member_t *list = in->view;
+    fleet_member_t *list = w->view;
     for (size_t i = 0; i < n; i++) {
         const member_t *mb = membership_at(m, i);
         memcpy(list[i].id, mb->id, FLEET_ID_LEN);
@@ -814,7 +817,6 @@ static void s_inst_free(s_inst_t **in_p)
     free(in->writes);
     free(in->last);
     free(in->last_set);
-    free(in->view);
     free(in);
     *in_p = NULL;
 }
@@ -996,6 +998,7 @@ static void s_world_free(void **shared)
     free(w->samples);
     free(w->claims);
     free(w->claims_by_node);
+    free(w->view);
     free(w);
     *shared = NULL;
 }
