@@ -257,8 +257,18 @@ typedef struct {
     uint8_t source[FLEET_ID_LEN];
 } s_wanted_t;
 
+/* A member as given (fleet_member_t), its address kept in the table's
+ * arena (fleet_t.mem_addr) rather than in a 256-byte field: the table is
+ * rebuilt at every view change, and at 1,000 members the fixed field was
+ * most of what a rebuild touched. */
 typedef struct {
-    fleet_member_t pub;
+    uint8_t id[FLEET_ID_LEN];
+    const char *address;
+    bool live, draining;
+} s_member_pub_t;
+
+typedef struct {
+    s_member_pub_t pub;
     uint32_t orig;  /* index in the list given to fleet_set_members */
     uint64_t order; /* the id's first 8 bytes, big-endian: sorts like the id */
     uint64_t seed;
@@ -317,6 +327,8 @@ struct _fleet_t {
     s_member_t *mem;
     uint32_t n_mem;
     s_index_t mem_ix;
+    char *mem_addr; /* the members' addresses, NUL-terminated one after another */
+    size_t mem_addr_len;
     uint32_t *live_peers; /* indices into mem: live, not self, with an address */
     uint32_t n_live_peers;
     uint32_t push_fanout; /* cfg.push_fanout scaled to the fleet (s_scale_push) */
@@ -2890,6 +2902,7 @@ void fleet_destroy(fleet_t **self_p)
     }
     s_ix_free(&f->plan_ix);
     free(f->mem);
+    free(f->mem_addr);
     s_ix_free(&f->mem_ix);
     free(f->live_peers);
     free(f->own_seeds);
@@ -2982,8 +2995,12 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     while (ix_cap < 2 * (alloc_n + 1))
         ix_cap *= 2;
     s_index_t nix = {calloc(ix_cap, sizeof(uint32_t)), ix_cap - 1, 0};
+    size_t addr_len = 0;
+    for (size_t j = 0; j < n; j++)
+        addr_len += strnlen(members[j].address, FLEET_ADDRESS_MAX) + 1;
+    char *addr = malloc(addr_len > 0 ? addr_len : 1), *addr_at = addr;
     fleet_t tmp_view;
-    if (!nm || !live || !order || !seeds || !orig || !nix.slot)
+    if (!nm || !live || !order || !seeds || !orig || !nix.slot || !addr)
         goto fail;
 
     /* the new table, deduplicated by id, keeping each member's local state */
@@ -2998,8 +3015,10 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         s_member_t *m = &nm[cnt];
         memcpy(m->pub.id, in->id, FLEET_ID_LEN);
         size_t alen = strnlen(in->address, FLEET_ADDRESS_MAX);
-        memcpy(m->pub.address, in->address, alen);
-        m->pub.address[alen] = '\0';
+        memcpy(addr_at, in->address, alen);
+        addr_at[alen] = '\0';
+        m->pub.address = addr_at;
+        addr_at += alen + 1;
         m->pub.live = in->live;
         m->pub.draining = in->draining;
         m->orig = (uint32_t) j;
@@ -3056,12 +3075,15 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     }
 
     free(f->mem);
+    free(f->mem_addr);
     s_ix_free(&f->mem_ix);
     free(f->live_peers);
     free(f->own_seeds);
     free(f->own_orig);
     free(f->own_mem);
     f->mem = nm;
+    f->mem_addr = addr;
+    f->mem_addr_len = addr_len;
     f->n_mem = cnt;
     f->mem_ix = nix;
     f->live_peers = live;
@@ -3114,6 +3136,7 @@ fail:
     free(order);
     free(seeds);
     free(orig);
+    free(addr);
     s_ix_free(&nix);
 }
 
@@ -3750,7 +3773,8 @@ size_t fleet_memory(const fleet_t *f)
     b += s_ix_bytes(&f->plan_ix) + s_ix_bytes(&f->mem_ix) + s_ix_bytes(&f->doc_ix) +
          s_ix_bytes(&f->orphan_ix);
     b += (size_t) f->n_mem * (sizeof *f->mem + sizeof *f->live_peers + sizeof *f->own_seeds +
-                              sizeof *f->own_orig + sizeof *f->own_mem);
+                              sizeof *f->own_orig + sizeof *f->own_mem) +
+         f->mem_addr_len;
     b += (size_t) f->held_cap * sizeof *f->held;
     b += f->orphans ? (size_t) S_MAX_ORPHANS * sizeof *f->orphans : 0;
     b += (size_t) f->docs_cap * sizeof *f->docs;
