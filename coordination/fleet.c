@@ -509,6 +509,19 @@ static void s_ix_raw_put(s_index_t *ix, uint64_t h, uint32_t v)
 }
 
 /* Inserts v (absent) under hash h, growing the table (load <= 1/2). */
+/* An empty index with room for n values without growing (load <= 1/2). */
+static int s_ix_reserve(s_index_t *ix, uint32_t n)
+{
+    uint32_t cap = 64;
+    while (cap < 2 * (n + 1))
+        cap *= 2;
+    uint32_t *ns = calloc(cap, sizeof *ns);
+    if (!ns)
+        return GG_ENOMEM;
+    *ix = (s_index_t){ns, cap - 1, 0};
+    return 0;
+}
+
 static int s_ix_put(const fleet_t *f, s_index_t *ix, uint64_t h, uint32_t v, s_hash_fn *hash)
 {
     if (!ix->slot || (ix->n + 1) * 2 > ix->mask + 1) {
@@ -2192,13 +2205,6 @@ static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_
                           bool own_hops, uint64_t now)
 {
     s_plan_t *p = NULL;
-    for (uint32_t k = 0; k < n; k++) { /* the records merged into, at once */
-        if (!p || memcmp(p->id, items[k].plan, FLEET_ID_LEN) != 0)
-            p = s_plan(f, items[k].plan);
-        if (p && items[k].index < p->n)
-            __builtin_prefetch(&p->t[items[k].index]);
-    }
-    p = NULL;
     for (uint32_t k = 0; k < n; k++) {
         const s_item_t *it = &items[k];
         f->stats.records_in++;
@@ -2990,17 +2996,14 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
     uint32_t *order = malloc(alloc_n * sizeof *order);
     uint64_t *seeds = malloc(alloc_n * sizeof *seeds);
     uint32_t *orig = malloc(alloc_n * sizeof *orig);
-    /* the index sized for n at once (load <= 1/2), not grown by doubling */
-    uint32_t ix_cap = 64;
-    while (ix_cap < 2 * (alloc_n + 1))
-        ix_cap *= 2;
-    s_index_t nix = {calloc(ix_cap, sizeof(uint32_t)), ix_cap - 1, 0};
+    s_index_t nix = {0};
     size_t addr_len = 0;
     for (size_t j = 0; j < n; j++)
         addr_len += strnlen(members[j].address, FLEET_ADDRESS_MAX) + 1;
     char *addr = malloc(addr_len > 0 ? addr_len : 1), *addr_at = addr;
     fleet_t tmp_view;
-    if (!nm || !live || !order || !seeds || !orig || !nix.slot || !addr)
+    if (!nm || !live || !order || !seeds || !orig || !addr ||
+        s_ix_reserve(&nix, (uint32_t) alloc_n) != 0) /* sized at once, not grown */
         goto fail;
 
     /* the new table, deduplicated by id, keeping each member's local state */
