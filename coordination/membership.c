@@ -103,7 +103,8 @@ typedef struct {
 } s_suspicion_t;
 
 typedef struct {
-    member_t pub;
+    bool hint;           /* restored from the store, unconfirmed */
+    member_t pub;        /* id, state and incarnation near the hint */
     s_suspicion_t *susp; /* SUSPECT only */
     uint64_t timer_at;   /* heap key: suspicion expiry or reap time */
     uint32_t heap_pos;
@@ -112,7 +113,6 @@ typedef struct {
     uint32_t bc_transmits;
     bool bc_queued;
     bool in_use;
-    bool hint; /* restored from the store, unconfirmed */
 } s_member_t;
 
 typedef struct {
@@ -551,6 +551,29 @@ static uint32_t s_find(const membership_t *m, const uint8_t id[MEMBER_ID_LEN])
         i = (i + 1) & mask;
     }
     return S_NONE;
+}
+
+/* Updates are applied one after another, but their table entries and
+ * records are fetched ahead: a SYNC_REPLY names every member and a gossip
+ * message a dozen, each in a cold part of a large table, and waiting for
+ * those misses one at a time was most of a message's cost. The hashes of
+ * the updates ahead are kept in a ring. */
+#define S_AHEAD 8             /* updates between a record's fetch and its use */
+#define S_RING  (2 * S_AHEAD) /* hashes of the updates in flight */
+
+static void s_fetch_bucket(const membership_t *m, uint64_t h)
+{
+    __builtin_prefetch(&m->hash[(uint32_t) h & (m->hash_cap - 1)]);
+}
+
+static void s_fetch_slot(const membership_t *m, uint64_t h)
+{
+    uint32_t e = m->hash[(uint32_t) h & (m->hash_cap - 1)];
+    if (e) {
+        const char *rec = (const char *) &m->slots[e - 1];
+        __builtin_prefetch(rec);
+        __builtin_prefetch(rec + 63); /* hint, id, state, incarnation: 64 bytes */
+    }
 }
 
 static void s_hash_put(uint32_t *table, uint32_t cap, uint64_t h, uint32_t slot)
@@ -1765,7 +1788,21 @@ int membership_handle(membership_t *m, uint64_t now_ms, const uint8_t from_id[ME
 
     /* Piggybacked updates or the full state; claims about the sender are
      * taken from its own record above only. */
-    for (uint32_t i = 0; i < msg->n_updates; i++) {
+    uint64_t ring[S_RING];
+    uint32_t n = msg->n_updates;
+    for (uint32_t i = 0; i < n && i < 2 * S_AHEAD; i++) {
+        ring[i % S_RING] = s_id_hash(msg->updates[i].id);
+        s_fetch_bucket(m, ring[i % S_RING]);
+    }
+    for (uint32_t i = 0; i < n && i < S_AHEAD; i++)
+        s_fetch_slot(m, ring[i % S_RING]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + S_AHEAD < n)
+            s_fetch_slot(m, ring[(i + S_AHEAD) % S_RING]);
+        if (i + 2 * S_AHEAD < n) {
+            ring[(i + 2 * S_AHEAD) % S_RING] = s_id_hash(msg->updates[i + 2 * S_AHEAD].id);
+            s_fetch_bucket(m, ring[(i + 2 * S_AHEAD) % S_RING]);
+        }
         if (s_id_eq(msg->updates[i].id, from_id))
             continue;
         s_apply(m, now_ms, &msg->updates[i], from_id, full);
