@@ -102,9 +102,20 @@ typedef struct {
     uint64_t start_ms, min_ms, max_ms;
 } s_suspicion_t;
 
+/* What the id table and every update read, kept apart from the records
+ * (s_member_t, 450 bytes, most of them name and address) in an array of
+ * its own: at 1,000 members a SYNC_REPLY checks 1,000 updates, and most of
+ * them only to find nothing new. Its id, state and incarnation repeat the
+ * record's; s_add_member and s_change write both. */
 typedef struct {
-    bool hint;           /* restored from the store, unconfirmed */
-    member_t pub;        /* id, state and incarnation near the hint */
+    uint8_t id[MEMBER_ID_LEN];
+    uint64_t incarnation;
+    member_state_t state;
+    bool hint; /* restored from the store, unconfirmed */
+} s_hot_t;
+
+typedef struct {
+    member_t pub;
     s_suspicion_t *susp; /* SUSPECT only */
     uint64_t timer_at;   /* heap key: suspicion expiry or reap time */
     uint32_t heap_pos;
@@ -147,9 +158,10 @@ struct _membership_t {
     uint32_t self_slot;
 
     s_member_t *slots;
+    s_hot_t *hot;                /* one per slot */
     uint32_t slots_n, slots_cap; /* high-water mark and allocation */
     s_vec_t free_slots;
-    uint32_t *hash; /* slot + 1, 0 = empty */
+    uint64_t *hash; /* s_entry(): hash tag and slot + 1; 0 = empty */
     uint32_t hash_cap, hash_n;
     s_vec_t set[S_SET_COUNT];
     uint32_t probe_index; /* next position of the LIVE set to probe */
@@ -540,15 +552,26 @@ static void s_heap_set(membership_t *m, uint32_t slot, uint64_t at)
 /* ------------------------------------------------------------------ */
 /* id table                                                           */
 
+/* A table entry: the id hash's upper half, compared before the id (whose
+ * record is elsewhere, likely out of the cache), and slot + 1. */
+static uint64_t s_entry(uint64_t h, uint32_t slot)
+{
+    return (h >> 32) << 32 | (uint64_t) (slot + 1);
+}
+
+static uint32_t s_entry_slot(uint64_t e)
+{
+    return (uint32_t) e - 1;
+}
+
 static uint32_t s_find(const membership_t *m, const uint8_t id[MEMBER_ID_LEN])
 {
     uint32_t mask = m->hash_cap - 1;
-    uint32_t i = (uint32_t) s_id_hash(id) & mask;
-    while (m->hash[i]) {
-        uint32_t slot = m->hash[i] - 1;
-        if (s_id_eq(m->slots[slot].pub.id, id))
-            return slot;
-        i = (i + 1) & mask;
+    uint64_t h = s_id_hash(id);
+    for (uint32_t i = (uint32_t) h & mask; m->hash[i]; i = (i + 1) & mask) {
+        uint64_t e = m->hash[i];
+        if (e >> 32 == h >> 32 && s_id_eq(m->hot[s_entry_slot(e)].id, id))
+            return s_entry_slot(e);
     }
     return S_NONE;
 }
@@ -566,40 +589,48 @@ static void s_fetch_bucket(const membership_t *m, uint64_t h)
     __builtin_prefetch(&m->hash[(uint32_t) h & (m->hash_cap - 1)]);
 }
 
+/* Fetches the hot record of the entry whose tag matches, if any (the
+ * table's next entries are usually in the bucket's cache line). */
 static void s_fetch_slot(const membership_t *m, uint64_t h)
 {
-    uint32_t e = m->hash[(uint32_t) h & (m->hash_cap - 1)];
-    if (e) {
-        const char *rec = (const char *) &m->slots[e - 1];
-        __builtin_prefetch(rec);
-        __builtin_prefetch(rec + 63); /* hint, id, state, incarnation: 64 bytes */
+    uint32_t mask = m->hash_cap - 1;
+    for (uint32_t i = (uint32_t) h & mask; m->hash[i]; i = (i + 1) & mask) {
+        if (m->hash[i] >> 32 == h >> 32) {
+            const char *hot = (const char *) &m->hot[s_entry_slot(m->hash[i])];
+            __builtin_prefetch(hot);
+            __builtin_prefetch(hot + sizeof(s_hot_t) - 1); /* it may straddle two lines */
+            return;
+        }
     }
 }
 
-static void s_hash_put(uint32_t *table, uint32_t cap, uint64_t h, uint32_t slot)
+static void s_hash_put(uint64_t *table, uint32_t cap, uint64_t h, uint32_t slot)
 {
     uint32_t mask = cap - 1;
     uint32_t i = (uint32_t) h & mask;
     while (table[i])
         i = (i + 1) & mask;
-    table[i] = slot + 1;
+    table[i] = s_entry(h, slot);
 }
 
 static int s_hash_insert(membership_t *m, uint32_t slot)
 {
     if ((m->hash_n + 1) * 2 > m->hash_cap) {
         uint32_t cap = m->hash_cap * 2;
-        uint32_t *t = calloc(cap, sizeof *t);
+        uint64_t *t = calloc(cap, sizeof *t);
         if (!t)
             return GG_ENOMEM;
-        for (uint32_t i = 0; i < m->hash_cap; i++)
-            if (m->hash[i])
-                s_hash_put(t, cap, s_id_hash(m->slots[m->hash[i] - 1].pub.id), m->hash[i] - 1);
+        for (uint32_t i = 0; i < m->hash_cap; i++) {
+            if (!m->hash[i])
+                continue;
+            uint32_t k = s_entry_slot(m->hash[i]);
+            s_hash_put(t, cap, s_id_hash(m->hot[k].id), k);
+        }
         free(m->hash);
         m->hash = t;
         m->hash_cap = cap;
     }
-    s_hash_put(m->hash, m->hash_cap, s_id_hash(m->slots[slot].pub.id), slot);
+    s_hash_put(m->hash, m->hash_cap, s_id_hash(m->hot[slot].id), slot);
     m->hash_n++;
     return 0;
 }
@@ -608,8 +639,8 @@ static int s_hash_insert(membership_t *m, uint32_t slot)
 static void s_hash_remove(membership_t *m, uint32_t slot)
 {
     uint32_t mask = m->hash_cap - 1;
-    uint32_t i = (uint32_t) s_id_hash(m->slots[slot].pub.id) & mask;
-    while (m->hash[i] && m->hash[i] != slot + 1)
+    uint32_t i = (uint32_t) s_id_hash(m->hot[slot].id) & mask;
+    while (m->hash[i] && s_entry_slot(m->hash[i]) != slot)
         i = (i + 1) & mask;
     if (!m->hash[i])
         return;
@@ -620,7 +651,7 @@ static void s_hash_remove(membership_t *m, uint32_t slot)
         j = (j + 1) & mask;
         if (!m->hash[j])
             break;
-        uint32_t home = (uint32_t) s_id_hash(m->slots[m->hash[j] - 1].pub.id) & mask;
+        uint32_t home = (uint32_t) s_id_hash(m->hot[s_entry_slot(m->hash[j])].id) & mask;
         /* Move j back to i unless its home lies cyclically in (i, j]. */
         bool in_range = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!in_range) {
@@ -746,7 +777,7 @@ static void s_bc_link(membership_t *m, uint32_t slot, uint32_t transmits)
 /* (Re)queues the member's current record, replacing any older one. */
 static void s_bc_queue(membership_t *m, uint32_t slot)
 {
-    if (m->slots[slot].hint)
+    if (m->hot[slot].hint)
         return;
     s_bc_unlink(m, slot);
     s_bc_link(m, slot, 0);
@@ -813,7 +844,7 @@ static membership_msg_t *s_msg_new(membership_t *m, uint32_t type, uint32_t n_up
 static membership_msg_t *s_msg_piggyback(membership_t *m, uint32_t type, uint32_t to_slot)
 {
     uint32_t picked[MEMBERSHIP_MAX_PIGGYBACK];
-    bool force = to_slot != S_NONE && to_slot != m->self_slot && !m->slots[to_slot].hint &&
+    bool force = to_slot != S_NONE && to_slot != m->self_slot && !m->hot[to_slot].hint &&
                  m->slots[to_slot].pub.state != MEMBER_ALIVE;
     uint32_t room = m->p.max_piggyback - (force ? 1 : 0);
     uint32_t n = s_bc_collect(m, picked, room, force ? to_slot : S_NONE);
@@ -854,7 +885,7 @@ static membership_msg_t *s_msg_full_state(membership_t *m, uint32_t type)
     uint32_t start = (uint32_t) rng_below(&m->rng, all->n);
     for (uint32_t i = 0; i < all->n && msg->n_updates < cap; i++) {
         uint32_t slot = all->v[(start + i) % all->n];
-        if (slot == m->self_slot || m->slots[slot].hint)
+        if (slot == m->self_slot || m->hot[slot].hint)
             continue;
         bytes += s_update_wire_size(&m->slots[slot].pub);
         if (bytes > S_SYNC_BYTES)
@@ -893,8 +924,8 @@ static void s_change(membership_t *m, uint32_t slot, const member_update_t *u, u
         m->checksum -= s_member_hash(p);
     s_copy_str(p->name, sizeof p->name, u->name);
     s_copy_str(p->address, sizeof p->address, u->address);
-    p->state = u->state;
-    p->incarnation = u->incarnation;
+    p->state = m->hot[slot].state = u->state;
+    p->incarnation = m->hot[slot].incarnation = u->incarnation;
     p->flags = u->flags;
     if (added || old_state != p->state)
         p->state_since_ms = now;
@@ -914,7 +945,7 @@ static void s_change(membership_t *m, uint32_t slot, const member_update_t *u, u
             s_set_remove(m, S_SET_RECENT, slot);
         } else if (!was_dead && is_dead) {
             (void) s_set_add(m, S_SET_DEAD, slot);
-            if (!mem->hint)
+            if (!m->hot[slot].hint)
                 (void) s_set_add(m, S_SET_RECENT, slot);
         }
         if (p->state != MEMBER_SUSPECT)
@@ -953,11 +984,15 @@ static uint32_t s_add_member(membership_t *m, const member_update_t *u, uint64_t
         if (m->slots_n == m->slots_cap) {
             uint32_t cap = m->slots_cap ? m->slots_cap * 2 : 16;
             s_member_t *ns = realloc(m->slots, (size_t) cap * sizeof *ns);
-            if (!ns) {
+            if (ns)
+                m->slots = ns;
+            s_hot_t *nh = ns ? realloc(m->hot, (size_t) cap * sizeof *nh) : NULL;
+            if (nh)
+                m->hot = nh;
+            if (!nh) {
                 m->stats.updates_dropped++;
                 return S_NONE;
             }
-            m->slots = ns;
             m->slots_cap = cap;
         }
         slot = m->slots_n++;
@@ -970,7 +1005,10 @@ static uint32_t s_add_member(membership_t *m, const member_update_t *u, uint64_t
         mem->pos[i] = S_NONE;
     mem->bc_prev = mem->bc_next = S_NONE;
     mem->in_use = true;
-    mem->hint = hint;
+    s_hot_t *h = &m->hot[slot];
+    memset(h, 0, sizeof *h);
+    memcpy(h->id, u->id, MEMBER_ID_LEN);
+    h->hint = hint;
     if (s_hash_insert(m, slot) != 0) {
         mem->in_use = false;
         (void) s_vec_reserve(&m->free_slots, m->free_slots.n + 1);
@@ -1115,14 +1153,14 @@ static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, con
             s_bc_queue(m, slot);
         return;
     }
-    s_member_t *mem = &m->slots[slot];
+    s_hot_t *h = &m->hot[slot];
     const uint8_t *accuser = u->has_accuser ? u->accuser : from;
 
-    if (mem->hint) {
+    if (h->hint) {
         /* A restored hint: any news at least as new replaces it. */
-        if (u->incarnation < mem->pub.incarnation)
+        if (u->incarnation < h->incarnation)
             return;
-        mem->hint = false;
+        h->hint = false;
         s_change(m, slot, u, now, false, true);
         if (u->state == MEMBER_SUSPECT)
             s_suspicion_start(m, slot, accuser, now);
@@ -1134,7 +1172,7 @@ static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, con
         st = MEMBER_SUSPECT;
         accuser = from;
     }
-    uint64_t inc = mem->pub.incarnation;
+    uint64_t inc = h->incarnation;
     member_update_t nu;
     switch (st) {
     case MEMBER_ALIVE:
@@ -1146,14 +1184,14 @@ static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, con
     case MEMBER_SUSPECT:
         if (u->incarnation < inc)
             return;
-        if (mem->pub.state == MEMBER_SUSPECT) {
+        if (h->state == MEMBER_SUSPECT) {
             if (s_confirm(m, slot, accuser))
                 s_bc_queue(m, slot);
             return;
         }
-        if (mem->pub.state != MEMBER_ALIVE)
+        if (h->state != MEMBER_ALIVE)
             return;
-        s_fill_update(mem, &nu);
+        s_fill_update(&m->slots[slot], &nu);
         nu.state = MEMBER_SUSPECT;
         nu.incarnation = u->incarnation;
         s_change(m, slot, &nu, now, false, true);
@@ -1163,11 +1201,11 @@ static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, con
         return;
     case MEMBER_DEAD:
     case MEMBER_LEFT:
-        if (u->incarnation < inc || mem->pub.state == MEMBER_LEFT)
+        if (u->incarnation < inc || h->state == MEMBER_LEFT)
             return;
-        if (mem->pub.state == MEMBER_DEAD && st == MEMBER_DEAD)
+        if (h->state == MEMBER_DEAD && st == MEMBER_DEAD)
             return;
-        s_fill_update(mem, &nu);
+        s_fill_update(&m->slots[slot], &nu);
         nu.state = st;
         nu.incarnation = u->incarnation;
         s_change(m, slot, &nu, now, false, true);
@@ -1544,7 +1582,7 @@ static uint32_t s_pick_hints(membership_t *m, uint32_t k, uint32_t *out)
     if (dead->n <= S_PICK_SCAN) {
         uint32_t cand[S_PICK_SCAN], c = 0;
         for (uint32_t i = 0; i < dead->n; i++)
-            if (m->slots[dead->v[i]].hint)
+            if (m->hot[dead->v[i]].hint)
                 cand[c++] = dead->v[i];
         for (; got < k && got < c; got++) {
             uint32_t j = got + (uint32_t) rng_below(&m->rng, c - got);
@@ -1557,7 +1595,7 @@ static uint32_t s_pick_hints(membership_t *m, uint32_t k, uint32_t *out)
     }
     for (uint32_t tries = 8 * k; tries > 0 && got < k; tries--) {
         uint32_t slot = dead->v[rng_below(&m->rng, dead->n)];
-        bool dup = !m->slots[slot].hint;
+        bool dup = !m->hot[slot].hint;
         for (uint32_t j = 0; j < got && !dup; j++)
             dup = out[j] == slot;
         if (!dup)
@@ -1707,6 +1745,7 @@ void membership_destroy(membership_t **self_p)
     free(m->free_slots.v);
     free(m->hash);
     free(m->slots);
+    free(m->hot);
     free(m);
     *self_p = NULL;
 }
@@ -1962,7 +2001,7 @@ int membership_force_leave(membership_t *m, uint64_t now_ms, const uint8_t id[ME
     member_update_t u;
     s_fill_update(mem, &u);
     u.state = MEMBER_LEFT;
-    mem->hint = false;
+    m->hot[slot].hint = false;
     s_change(m, slot, &u, now_ms, false, true);
     s_bc_queue(m, slot);
     return 0;

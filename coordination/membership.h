@@ -66,15 +66,14 @@ const char *member_state_name(member_state_t state);
 
 /* One member as this node sees it. */
 typedef struct {
-    /* What every update compares first, in the record's first 64 bytes. */
     uint8_t id[MEMBER_ID_LEN]; /* CURVE public key: the identity */
-    member_state_t state;
-    uint32_t flags; /* MEMBER_FLAG_* */
-    uint64_t incarnation;
-    uint64_t state_since_ms; /* local monotonic time of the last state change */
-    uint64_t view_checksum;  /* the membership checksum it last reported (0: none yet) */
     char name[MEMBER_NAME_MAX + 1];
     char address[MEMBER_ADDRESS_MAX + 1]; /* where it receives, tcp://HOST:PORT */
+    member_state_t state;
+    uint64_t incarnation;
+    uint32_t flags;          /* MEMBER_FLAG_* */
+    uint64_t state_since_ms; /* local monotonic time of the last state change */
+    uint64_t view_checksum;  /* the membership checksum it last reported (0: none yet) */
 } member_t;
 
 /* Protocol timings. Obtain one with membership_profile_get and adjust. */
