@@ -269,8 +269,7 @@ typedef struct {
 
 typedef struct {
     s_member_pub_t pub;
-    uint32_t orig;  /* index in the list given to fleet_set_members */
-    uint64_t order; /* the id's first 8 bytes, big-endian: sorts like the id */
+    uint32_t orig; /* index in the list given to fleet_set_members */
     uint64_t seed;
     uint64_t last_heard;
     bool seen_live;              /* live in a view this node was given since it started */
@@ -2935,54 +2934,6 @@ void fleet_destroy(fleet_t **self_p)
     *self_p = NULL;
 }
 
-static int s_cmp_ids(const s_member_t *mem, uint32_t a, uint32_t b)
-{
-    if (mem[a].order != mem[b].order)
-        return mem[a].order < mem[b].order ? -1 : 1;
-    return memcmp(mem[a].pub.id, mem[b].pub.id, FLEET_ID_LEN);
-}
-
-static uint64_t s_id_order(const uint8_t *id)
-{
-    uint64_t v = 0;
-    for (int k = 0; k < 8; k++)
-        v = v << 8 | id[k];
-    return v;
-}
-
-/* Sorts member indices by id: a bottom-up merge sort (qsort takes no
- * context in C11), or insertion sort when no scratch memory is left. */
-static void s_sort_by_id(uint32_t *v, uint32_t n, const s_member_t *mem)
-{
-    uint32_t *tmp = n > 1 ? malloc((size_t) n * sizeof *tmp) : NULL;
-    if (!tmp) {
-        for (uint32_t i = 1; i < n; i++) {
-            uint32_t x = v[i], j = i;
-            while (j > 0 && s_cmp_ids(mem, v[j - 1], x) > 0) {
-                v[j] = v[j - 1];
-                j--;
-            }
-            v[j] = x;
-        }
-        return;
-    }
-    for (uint32_t width = 1; width < n; width *= 2) {
-        for (uint32_t lo = 0; lo < n; lo += 2 * width) {
-            uint32_t mid = lo + width < n ? lo + width : n;
-            uint32_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            uint32_t a = lo, b = mid, o = lo;
-            while (a < mid && b < hi)
-                tmp[o++] = s_cmp_ids(mem, v[a], v[b]) <= 0 ? v[a++] : v[b++];
-            while (a < mid)
-                tmp[o++] = v[a++];
-            while (b < hi)
-                tmp[o++] = v[b++];
-        }
-        memcpy(v, tmp, (size_t) n * sizeof *v);
-    }
-    free(tmp);
-}
-
 void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *members, size_t n)
 {
     if (!f || (!members && n > 0))
@@ -3025,7 +2976,6 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         m->pub.live = in->live;
         m->pub.draining = in->draining;
         m->orig = (uint32_t) j;
-        m->order = s_id_order(in->id);
         /* a list in the same order as the last one finds each member at
          * its old place, without a lookup */
         const s_member_t *old =
@@ -3066,7 +3016,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         if (m->pub.live && !m->pub.draining)
             order[n_own++] = k;
     }
-    s_sort_by_id(order, n_own, nm);
+    rendezvous_sort_ids(order, n_own, nm[0].pub.id, sizeof *nm);
     int32_t rank = -1;
     uint64_t sum = 0x6a09e667f3bcc908ull;
     for (uint32_t k = 0; k < n_own; k++) {

@@ -2,6 +2,8 @@
 #include "rendezvous.h"
 
 #include <assert.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sodium.h>
 
 static const unsigned char s_key[crypto_shorthash_KEYBYTES] = "gaggle-owners-01";
@@ -99,4 +101,70 @@ bool rendezvous_is_owner(const uint64_t *node_seeds, size_t n, uint64_t target_k
     if (scored)
         *scored = i;
     return own;
+}
+
+typedef struct {
+    uint64_t order; /* the id's first 8 bytes, big-endian: sorts like the id */
+    uint32_t k;
+} s_by_id_t;
+
+static const uint8_t *s_id_at(const void *base, size_t stride, uint32_t k)
+{
+    return (const uint8_t *) base + (size_t) k * stride;
+}
+
+static uint64_t s_order(const uint8_t *id)
+{
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++)
+        v = v << 8 | id[b];
+    return v;
+}
+
+void rendezvous_sort_ids(uint32_t *idx, uint32_t n, const void *base, size_t stride)
+{
+    assert(idx || n == 0);
+    s_by_id_t *a = n > 1 ? malloc((size_t) n * 2 * sizeof *a) : NULL;
+    if (!a) {
+        for (uint32_t i = 1; i < n; i++) {
+            uint32_t x = idx[i], j = i;
+            while (j > 0 &&
+                   memcmp(s_id_at(base, stride, idx[j - 1]), s_id_at(base, stride, x), 32) > 0) {
+                idx[j] = idx[j - 1];
+                j--;
+            }
+            idx[j] = x;
+        }
+        return;
+    }
+    s_by_id_t *tmp = a + n;
+    for (uint32_t i = 0; i < n; i++)
+        a[i] = (s_by_id_t){s_order(s_id_at(base, stride, idx[i])), idx[i]};
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        uint32_t at[257] = {0};
+        for (uint32_t i = 0; i < n; i++)
+            at[(a[i].order >> shift & 0xff) + 1]++;
+        if (at[(a[0].order >> shift & 0xff) + 1] == n)
+            continue; /* every id has this byte alike */
+        for (int b = 0; b < 256; b++)
+            at[b + 1] += at[b];
+        for (uint32_t i = 0; i < n; i++)
+            tmp[at[a[i].order >> shift & 0xff]++] = a[i];
+        s_by_id_t *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        s_by_id_t x = a[i];
+        uint32_t j = i;
+        while (j > 0 && a[j - 1].order == x.order &&
+               memcmp(s_id_at(base, stride, a[j - 1].k), s_id_at(base, stride, x.k), 32) > 0) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        idx[i] = a[i].k;
+    free(a < tmp ? a : tmp);
 }

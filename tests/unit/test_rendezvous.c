@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define NODES   100
 #define TARGETS 20000
@@ -161,11 +163,75 @@ static void test_is_owner(void)
     CHECK(rendezvous_is_owner(&one, 1, 9, 0, &scored) && scored == 1);
 }
 
+/* Records with an id at their start, larger than the id (the stride). */
+typedef struct {
+    uint8_t id[32];
+    uint32_t tag;
+    char pad[20];
+} s_rec_t;
+
+static uint64_t s_next(uint64_t *st)
+{
+    *st = *st * 6364136223846793005ull + 1442695040888963407ull;
+    return *st >> 11;
+}
+
+/* rendezvous_sort_ids puts ids in bytewise order whatever their listed
+ * order, including ids that share their first 8 bytes (the radix sort's key)
+ * or all but their last byte, and sizes around the radix passes' edges. */
+static void test_sort_ids(void)
+{
+    enum { MAX = 1500 };
+    static s_rec_t recs[MAX];
+    static uint32_t idx[MAX];
+    uint64_t st = 7;
+    const uint32_t sizes[] = {0, 1, 2, 3, 17, 255, 256, 257, 1000, MAX};
+    uint32_t bad = 0, ties = 0;
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+        uint32_t n = sizes[z];
+        for (uint32_t i = 0; i < n; i++) {
+            for (int b = 0; b < 32; b++)
+                recs[i].id[b] = (uint8_t) s_next(&st);
+            recs[i].id[31] = (uint8_t) i; /* distinct even when copied below */
+            recs[i].id[30] = (uint8_t) (i >> 8);
+            if (i > 0 && s_next(&st) % 4 == 0) { /* shares the first 8 bytes */
+                memcpy(recs[i].id, recs[s_next(&st) % i].id, 8);
+                ties++;
+            }
+            if (i > 0 && s_next(&st) % 16 == 0) /* shares all but 2 bytes */
+                memcpy(recs[i].id, recs[s_next(&st) % i].id, 30);
+            recs[i].tag = i;
+        }
+        for (int round = 0; round < 3; round++) {
+            for (uint32_t i = 0; i < n; i++)
+                idx[i] = i;
+            for (uint32_t i = n; i > 1; i--) { /* a random listed order */
+                uint32_t j = (uint32_t) (s_next(&st) % i), t = idx[i - 1];
+                idx[i - 1] = idx[j];
+                idx[j] = t;
+            }
+            rendezvous_sort_ids(idx, n, recs[0].id, sizeof *recs);
+            bool seen[MAX] = {false};
+            for (uint32_t i = 0; i < n; i++) {
+                bad += idx[i] >= n || seen[idx[i]];
+                if (idx[i] < n)
+                    seen[idx[i]] = true;
+                if (i > 0 && idx[i] < n && idx[i - 1] < n)
+                    bad += memcmp(recs[idx[i - 1]].id, recs[idx[i]].id, 32) >= 0;
+            }
+        }
+    }
+    fprintf(stderr, "  ids sharing their first 8 bytes: %u\n", ties);
+    CHECK(ties > 100);
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
     GG_RUN(test_deterministic);
     GG_RUN(test_balance_and_minimal_moves);
     GG_RUN(test_bounded_load);
     GG_RUN(test_is_owner);
+    GG_RUN(test_sort_ids);
     GG_DONE();
 }
