@@ -38,6 +38,9 @@
 #define WIRE_ZONE_CHUNK_MIN 1024u
 #define WIRE_ZONE_CHUNK_MAX (64u * 1024u)
 
+/* A writer's first buffer: within glibc's per-thread cache (1,032 bytes). */
+#define WIRE_FIRST_BUFFER 1024u
+
 const char *wire_type_name(uint32_t type)
 {
     switch (type) {
@@ -538,6 +541,12 @@ wire_writer_t *wire_writer_new(uint32_t type, const uint8_t sender[WIRE_ID_LEN],
     if (!self)
         return NULL;
     msgpack_sbuffer_init(&self->sbuf);
+    /* Most messages are small (probes, requests, announcements): a first
+     * buffer the allocator keeps per thread, instead of msgpack's 8 KB one
+     * taken from the heap's bins at every message; larger ones double it. */
+    self->sbuf.data = malloc(WIRE_FIRST_BUFFER);
+    if (self->sbuf.data)
+        self->sbuf.alloc = WIRE_FIRST_BUFFER;
     msgpack_packer_init(&self->pk, self, s_write);
 
     msgpack_pack_map(&self->pk, 4);
