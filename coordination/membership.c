@@ -960,6 +960,22 @@ static void s_change(membership_t *m, uint32_t slot, const member_update_t *u, u
         s_emit_changed(m, slot, added, old_state);
 }
 
+/* Doubles the room of the slots and their hot records together. */
+static int s_grow_slots(membership_t *m)
+{
+    uint32_t cap = m->slots_cap ? m->slots_cap * 2 : 16;
+    s_member_t *ns = realloc(m->slots, (size_t) cap * sizeof *ns);
+    if (!ns)
+        return GG_ENOMEM;
+    m->slots = ns; /* larger than slots_cap says until both have grown */
+    s_hot_t *nh = realloc(m->hot, (size_t) cap * sizeof *nh);
+    if (!nh)
+        return GG_ENOMEM;
+    m->hot = nh;
+    m->slots_cap = cap;
+    return 0;
+}
+
 /* A new slot with the record in u, listed and indexed; S_NONE when full. */
 static uint32_t s_add_member(membership_t *m, const member_update_t *u, uint64_t now, bool hint,
                              bool emit)
@@ -981,19 +997,9 @@ static uint32_t s_add_member(membership_t *m, const member_update_t *u, uint64_t
     if (m->free_slots.n > 0) {
         slot = m->free_slots.v[--m->free_slots.n];
     } else {
-        if (m->slots_n == m->slots_cap) {
-            uint32_t cap = m->slots_cap ? m->slots_cap * 2 : 16;
-            s_member_t *ns = realloc(m->slots, (size_t) cap * sizeof *ns);
-            if (ns)
-                m->slots = ns;
-            s_hot_t *nh = ns ? realloc(m->hot, (size_t) cap * sizeof *nh) : NULL;
-            if (nh)
-                m->hot = nh;
-            if (!nh) {
-                m->stats.updates_dropped++;
-                return S_NONE;
-            }
-            m->slots_cap = cap;
+        if (m->slots_n == m->slots_cap && s_grow_slots(m) != 0) {
+            m->stats.updates_dropped++;
+            return S_NONE;
         }
         slot = m->slots_n++;
     }
