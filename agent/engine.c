@@ -1337,6 +1337,7 @@ static void s_apply_members(engine_t *self)
         snprintf(list[i].address, sizeof list[i].address, "%s", mb->address);
         list[i].live = mb->state == MEMBER_ALIVE || mb->state == MEMBER_SUSPECT;
         list[i].draining = (mb->flags & MEMBER_FLAG_DRAINING) != 0;
+        list[i].wire_version = (mb->flags & MEMBER_FLAG_WIRE2) ? 2 : 1;
     }
     fleet_set_members(self->fleet, s_now(), list, n);
     free(list);

@@ -88,19 +88,26 @@
  * partial copy of a plan's records.
  *
  * Wire format (bodies of the envelope, wire.h; every field is type- and
- * length-checked; "item" is {"p": bin32 plan id, "i": uint index < 2^20,
- * "r": record (progress_pack)}; arrays hold at most FLEET_MAX_FEED_ITEMS):
+ * length-checked). Records travel in one of two forms, by the receiver's
+ * version (its MEMBER_FLAG_WIRE2, fleet_member_t.wire_version); the
+ * envelope's "v" says which:
+ *   version 1  "items": [{"p": bin32 plan id, "i": uint index < 2^20,
+ *              "r": record (progress_pack), "h"?: uint hop <= 16}]
+ *   version 2  "plans": [bin32] <= S_REC_PLANS, "rb": bin of records, each
+ *              S_REC_HEAD bytes and its error text (s_rec_put has the layout)
+ * shown as RECORDS below; at most FLEET_MAX_FEED_ITEMS records a message.
  *
  *   type          | body
  *   --------------+-------------------------------------------------------
- *   WIRE_PROGRESS | {"hop": uint <= 16, "items": [item + "h"?: uint <= 16],
+ *   WIRE_PROGRESS | {"hop": uint <= 16, RECORDS,
  *                 |  "docs"?: [{"id", "kind", "size"}]}   pushed changes (and
  *                 |  the accepted documents of their plans); "hop" is the
- *                 |  smallest of the items', "h" an item's own when it differs
+ *                 |  smallest of the records', a record's own when it differs
+ *                 |  ("h" in version 1; always in version 2)
  *   WIRE_DIGEST   | {"k": 0, "f": feed id, "s": since, "q": request id,
  *                 |  "h"?: the puller's state sum}  pull
  *   WIRE_DIGEST   | {"k": 1, "f": feed id, "n": next, "m": bool more,
- *                 |  "q": request id, "items": [item],
+ *                 |  "q": request id, RECORDS,
  *                 |  "docs": [{"id": bin32, "kind": uint, "size": uint}]}  feed
  *   WIRE_LEASE    | {"seq": uint}                      heartbeat
  *   WIRE_HAVE     | {"k": 0, "hop", "a": sender's address,
@@ -130,6 +137,7 @@
 #include "rendezvous.h"
 #include "rng.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,12 +168,13 @@
 #define S_FETCH_TRIES        10u /* silent timeouts before a fetch is abandoned */
 #define S_CURSOR_CACHE       16u
 #define S_HINT_DOCS          4u  /* documents named in one PROGRESS message */
-#define S_SMALL_ITEMS        32u /* items parsed without an allocation (on the stack) */
 #define S_HAVE_PLANS         16u /* plans named in one HAVE message */
 #define S_HAVE_ENTRY         36u /* bytes of one announced version (s_have_put) */
 #define S_HAVE_HOLDER        8u  /* holder id bytes an announcement carries */
 #define S_MAX_WANTS          65536u
 #define S_NO_HOP             UINT32_MAX
+#define S_REC_PLANS          16u /* plans named in one version 2 records block */
+#define S_REC_HEAD           80u /* bytes of a version 2 record before its error (s_rec_put) */
 
 _Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
 _Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
@@ -265,6 +274,7 @@ typedef struct {
     uint8_t id[FLEET_ID_LEN];
     const char *address;
     bool live, draining;
+    uint8_t wire; /* highest wire version it reads (fleet_member_t) */
 } s_member_pub_t;
 
 typedef struct {
@@ -869,6 +879,142 @@ static bool s_send_peers(fleet_t *f, wire_writer_t **w, uint32_t type, const uin
     return ok;
 }
 
+static void s_put_le32(uint8_t *b, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        b[k] = (uint8_t) (v >> (8 * k));
+}
+
+static uint32_t s_get_le32(const uint8_t *b)
+{
+    return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16 | (uint32_t) b[3] << 24;
+}
+
+static void s_put_le64(uint8_t *b, uint64_t v)
+{
+    s_put_le32(b, (uint32_t) v);
+    s_put_le32(b + 4, (uint32_t) (v >> 32));
+}
+
+static uint64_t s_get_le64(const uint8_t *b)
+{
+    return (uint64_t) s_get_le32(b) | (uint64_t) s_get_le32(b + 4) << 32;
+}
+
+/* One record in wire version 2 ("rb"): S_REC_HEAD bytes little-endian, then
+ * its error text (no NUL):
+ *    0 plan (u16, its position in the message's "plans")
+ *    2 hop, 3 state, 4 step, 5 error length (u8 each), 6 zero (u16)
+ *    8 index, 12 epoch, 16 generation, 20 attempt, 24 exit code (two's
+ *      complement), 28 duration_ms (u32 each)
+ *   32 started_ms, 40 finished_ms (u64 each), 48 holder (32 bytes).
+ * Returns the bytes written (b holds S_REC_HEAD + PROGRESS_ERROR_MAX). */
+static size_t s_rec_put(uint8_t *b, uint32_t plan, uint32_t hop, uint32_t index,
+                        const progress_rec_t *r)
+{
+    size_t elen = strnlen(r->error, PROGRESS_ERROR_MAX);
+    b[0] = (uint8_t) plan;
+    b[1] = (uint8_t) (plan >> 8);
+    b[2] = (uint8_t) hop;
+    b[3] = r->state;
+    b[4] = r->step;
+    b[5] = (uint8_t) elen;
+    b[6] = b[7] = 0;
+    s_put_le32(b + 8, index);
+    s_put_le32(b + 12, r->epoch);
+    s_put_le32(b + 16, r->generation);
+    s_put_le32(b + 20, r->attempt);
+    s_put_le32(b + 24, (uint32_t) r->exit_code);
+    s_put_le32(b + 28, r->duration_ms);
+    s_put_le64(b + 32, r->started_ms);
+    s_put_le64(b + 40, r->finished_ms);
+    memcpy(b + 48, r->holder, PROGRESS_ID_LEN);
+    memcpy(b + S_REC_HEAD, r->error, elen);
+    return S_REC_HEAD + elen;
+}
+
+/* Reads the record at b (left bytes to the block's end). Returns its size,
+ * or 0 when it is malformed: cut short, a state or hop out of range, an
+ * error text over PROGRESS_ERROR_MAX or holding a NUL. The plan position is
+ * the caller's to check. */
+static size_t s_rec_get(const uint8_t *b, size_t left, uint32_t *plan, uint32_t *hop,
+                        uint32_t *index, progress_rec_t *r)
+{
+    if (left < S_REC_HEAD)
+        return 0;
+    size_t elen = b[5];
+    if (elen > PROGRESS_ERROR_MAX || left - S_REC_HEAD < elen || b[3] >= TARGET_STATE_COUNT ||
+        b[2] > S_MAX_HOPS || (elen > 0 && memchr(b + S_REC_HEAD, '\0', elen)))
+        return 0;
+    *plan = (uint32_t) b[0] | (uint32_t) b[1] << 8;
+    *hop = b[2];
+    *index = s_get_le32(b + 8);
+    r->state = b[3];
+    r->step = b[4];
+    r->epoch = s_get_le32(b + 12);
+    r->generation = s_get_le32(b + 16);
+    r->attempt = s_get_le32(b + 20);
+    r->exit_code = (int32_t) s_get_le32(b + 24);
+    r->duration_ms = s_get_le32(b + 28);
+    r->started_ms = s_get_le64(b + 32);
+    r->finished_ms = s_get_le64(b + 40);
+    memcpy(r->holder, b + 48, PROGRESS_ID_LEN);
+    memcpy(r->error, b + S_REC_HEAD, elen);
+    r->error[elen] = '\0';
+    return S_REC_HEAD + elen;
+}
+
+/* Writes "plans" and "rb" (version 2) for the records of refs, hops[k]
+ * being ref k's hop (NULL: `hop` for all). The refs name at most
+ * S_REC_PLANS plans. */
+static void s_pack_records(wire_writer_t *w, const fleet_t *f, const uint32_t *refs,
+                           const uint8_t *hops, uint32_t n, uint32_t hop)
+{
+    uint32_t slots[S_REC_PLANS], n_plans = 0;
+    size_t total = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t slot = refs[k] >> S_PLAN_SHIFT, x = 0;
+        while (x < n_plans && slots[x] != slot)
+            x++;
+        assert(x < S_REC_PLANS);
+        if (x == n_plans)
+            slots[n_plans++] = slot;
+        total += S_REC_HEAD +
+                 strnlen(f->plans[slot]->t[refs[k] & S_INDEX_MASK].rec.error, PROGRESS_ERROR_MAX);
+    }
+    msgpack_packer *pk = wire_writer_packer(w);
+    wire_put_key(w, "plans");
+    msgpack_pack_array(pk, n_plans);
+    for (uint32_t x = 0; x < n_plans; x++)
+        msgpack_pack_bin_with_body(pk, f->plans[slots[x]]->id, FLEET_ID_LEN);
+    wire_put_key(w, "rb");
+    msgpack_pack_bin(pk, total);
+    uint8_t e[S_REC_HEAD + PROGRESS_ERROR_MAX];
+    for (uint32_t k = 0, x = 0; k < n; k++) {
+        uint32_t slot = refs[k] >> S_PLAN_SHIFT;
+        if (slots[x] != slot)
+            for (x = 0; slots[x] != slot; x++)
+                ;
+        uint32_t i = refs[k] & S_INDEX_MASK;
+        size_t len = s_rec_put(e, x, hops ? hops[k] : hop, i, &f->plans[slot]->t[i].rec);
+        msgpack_pack_bin_body(pk, e, len);
+    }
+}
+
+/* Whether a ref's plan is among the n_plans in slots, else adds it when
+ * there is room. False: a new plan and no room. */
+static bool s_plan_room(uint32_t *slots, uint32_t *n_plans, uint32_t ref)
+{
+    uint32_t slot = ref >> S_PLAN_SHIFT;
+    for (uint32_t x = 0; x < *n_plans; x++)
+        if (slots[x] == slot)
+            return true;
+    if (*n_plans == S_REC_PLANS)
+        return false;
+    slots[(*n_plans)++] = slot;
+    return true;
+}
+
 static size_t s_item_bytes(const s_target_t *t)
 {
     return S_ITEM_BYTES + strnlen(t->rec.error, PROGRESS_ERROR_MAX);
@@ -926,20 +1072,65 @@ static bool s_hops_mixed(const uint8_t *hops, uint32_t n, uint8_t *min)
     return n > 0 && lo != hi;
 }
 
+/* One PROGRESS message of the n records of refs at `version` (see
+ * s_send_items), with the documents of their plans; queued for each of the
+ * peers. Returns true when it was sent. */
+static bool s_send_progress(fleet_t *f, uint32_t version, const uint32_t *refs, const uint8_t *hops,
+                            uint32_t n, uint8_t hop, const s_doc_t *const *docs, uint32_t n_docs,
+                            const uint32_t *peers, uint32_t n_peers)
+{
+    uint32_t fields = (version >= 2 ? 3 : 2) + (n_docs ? 1 : 0);
+    wire_writer_t *w = wire_writer_new_version(version, WIRE_PROGRESS, f->self, fields);
+    if (!w)
+        return false;
+    wire_put_u64(w, "hop", hop);
+    msgpack_packer *pk = wire_writer_packer(w);
+    if (version >= 2) {
+        s_pack_records(w, f, refs, hops, n, hop);
+    } else {
+        wire_put_key(w, "items");
+        msgpack_pack_array(pk, n);
+        for (uint32_t k = 0; k < n; k++)
+            s_pack_item(pk, f, refs[k], hops && hops[k] != hop ? hops[k] : S_NO_HOP);
+    }
+    if (n_docs) {
+        wire_put_key(w, "docs");
+        msgpack_pack_array(pk, n_docs);
+        for (uint32_t k = 0; k < n_docs; k++)
+            s_pack_doc(pk, docs[k]);
+    }
+    return s_send_peers(f, &w, WIRE_PROGRESS, peers, n_peers);
+}
+
 /* Sends the records of refs to each of the peers as PROGRESS messages
- * (batched by count and bytes), hops[k] being ref k's hop (NULL: `hop` for
- * all). A message's hop is the smallest of its items'; an item with another
- * hop carries its own ("h"). */
+ * (batched by count, bytes and plans), hops[k] being ref k's hop (NULL:
+ * `hop` for all). A message's hop is the smallest of its items'; an item
+ * with another hop carries its own. Peers that read wire version 2 get the
+ * records in binary ("rb"), older ones as maps ("items"). */
 static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, uint32_t n,
                          uint8_t hop, const uint32_t *peers, uint32_t n_peers)
 {
+    if (n == 0 || n_peers == 0)
+        return;
+    /* the peers by the version they read: version 2 first */
+    uint32_t by_version[S_MAX_FANOUT], *sorted = by_version, n2 = 0;
+    if (n_peers > S_MAX_FANOUT && !(sorted = malloc((size_t) n_peers * sizeof *sorted)))
+        return; /* pulls carry them */
+    for (uint32_t k = 0; k < n_peers; k++)
+        if (f->mem[peers[k]].pub.wire >= 2)
+            sorted[n2++] = peers[k];
+    for (uint32_t k = 0, x = n2; k < n_peers; k++)
+        if (f->mem[peers[k]].pub.wire < 2)
+            sorted[x++] = peers[k];
     uint32_t at = 0;
-    while (at < n && n_peers > 0) {
-        uint32_t cnt = 0;
+    while (at < n) {
+        uint32_t cnt = 0, slots[S_REC_PLANS], n_plans = 0;
         size_t bytes = 0;
         while (at + cnt < n && cnt < FLEET_MAX_FEED_ITEMS) {
             size_t b = s_ref_bytes(f, refs[at + cnt]);
             if (cnt > 0 && bytes + b > S_BATCH_BYTES)
+                break;
+            if (!s_plan_room(slots, &n_plans, refs[at + cnt]))
                 break;
             bytes += b;
             cnt++;
@@ -963,26 +1154,17 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, 
             if (!dup && n_docs < S_HINT_DOCS)
                 docs[n_docs++] = d;
         }
-        wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, f->self, n_docs ? 3 : 2);
-        if (w) {
-            wire_put_u64(w, "hop", hop);
-            wire_put_key(w, "items");
-            msgpack_packer *pk = wire_writer_packer(w);
-            msgpack_pack_array(pk, cnt);
-            for (uint32_t k = 0; k < cnt; k++)
-                s_pack_item(pk, f, refs[at + k],
-                            hops && hops[at + k] != hop ? hops[at + k] : S_NO_HOP);
-            if (n_docs) {
-                wire_put_key(w, "docs");
-                msgpack_pack_array(pk, n_docs);
-                for (uint32_t k = 0; k < n_docs; k++)
-                    s_pack_doc(pk, docs[k]);
-            }
-            if (s_send_peers(f, &w, WIRE_PROGRESS, peers, n_peers))
-                f->stats.records_out += cnt;
-        }
+        const uint8_t *batch_hops = hops ? hops + at : NULL;
+        if (n2 > 0 &&
+            s_send_progress(f, 2, refs + at, batch_hops, cnt, hop, docs, n_docs, sorted, n2))
+            f->stats.records_out += cnt;
+        if (n2 < n_peers && s_send_progress(f, 1, refs + at, batch_hops, cnt, hop, docs, n_docs,
+                                            sorted + n2, n_peers - n2))
+            f->stats.records_out += cnt;
         at += cnt;
     }
+    if (sorted != by_version)
+        free(sorted);
 }
 
 /* Rings of `elem`-byte elements (*buf, *head, *n used of *cap). s_ring_push
@@ -1038,17 +1220,6 @@ static void s_push_queue(fleet_t *f, uint32_t ref, uint8_t hop)
 
 static int s_get_u32(const msgpack_object *body, const char *key, uint32_t max, uint32_t *out);
 
-static void s_put_le32(uint8_t *b, uint32_t v)
-{
-    for (int k = 0; k < 4; k++)
-        b[k] = (uint8_t) (v >> (8 * k));
-}
-
-static uint32_t s_get_le32(const uint8_t *b)
-{
-    return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16 | (uint32_t) b[3] << 24;
-}
-
 /* One announced version, S_HAVE_ENTRY bytes little-endian: plan (u16, its
  * position in the message's "plans"), state (u8), step (u8), index, epoch,
  * generation, attempt (u32 each), the holder's first S_HAVE_HOLDER bytes,
@@ -1064,8 +1235,7 @@ static void s_have_put(uint8_t *b, uint32_t plan, uint32_t index, const progress
     s_put_le32(b + 12, r->generation);
     s_put_le32(b + 16, r->attempt);
     memcpy(b + 20, r->holder, S_HAVE_HOLDER);
-    s_put_le32(b + 28, (uint32_t) r->finished_ms);
-    s_put_le32(b + 32, (uint32_t) (r->finished_ms >> 32));
+    s_put_le64(b + 28, r->finished_ms);
 }
 
 /* Reads an entry into *r (key fields only; the holder's tail is zero). */
@@ -1080,7 +1250,7 @@ static void s_have_get(const uint8_t *b, uint32_t *plan, uint32_t *index, progre
     r->attempt = s_get_le32(b + 16);
     memset(r->holder, 0, PROGRESS_ID_LEN);
     memcpy(r->holder, b + 20, S_HAVE_HOLDER);
-    r->finished_ms = (uint64_t) s_get_le32(b + 28) | (uint64_t) s_get_le32(b + 32) << 32;
+    r->finished_ms = s_get_le64(b + 28);
 }
 
 /* One announcement of n entries; hops[k] is entry k's hop. The message's
@@ -2125,16 +2295,17 @@ static void s_orphans_apply(fleet_t *f, s_plan_t *p, uint64_t now)
 /* ------------------------------------------------------------------ */
 /* message parsing                                                    */
 
+/* One record of a message, as parsed. Lifetime of `plan`: the message's. */
 typedef struct {
-    uint8_t plan[FLEET_ID_LEN];
+    const uint8_t *plan;
     uint32_t index;
-    uint32_t hop; /* its own hop ("h"), S_NO_HOP when it has none */
+    uint32_t hop; /* its own hop, S_NO_HOP when it has none (version 1) */
     progress_rec_t rec;
 } s_item_t;
 
-/* {"p": plan, "i": index, "r": record, "h"?: hop}, in one pass over the
- * map (the first occurrence of a key counts, as with wire_map_get; others
- * are ignored). */
+/* Version 1: {"p": plan, "i": index, "r": record, "h"?: hop}, in one pass
+ * over the map (the first occurrence of a key counts, as with wire_map_get;
+ * others are ignored). */
 static int s_parse_item(const msgpack_object *o, s_item_t *it)
 {
     const msgpack_object *pv = NULL, *iv = NULL, *rv = NULL, *hv = NULL;
@@ -2158,69 +2329,105 @@ static int s_parse_item(const msgpack_object *o, s_item_t *it)
     }
     if (hv && (wire_obj_u64(hv, &hop) != 0 || hop > S_MAX_HOPS))
         return GG_EMALFORMED;
-    if (!pv || !iv || !rv || wire_obj_bin_exact(pv, it->plan, FLEET_ID_LEN) != 0 ||
+    if (!pv || !iv || !rv || pv->type != MSGPACK_OBJECT_BIN || pv->via.bin.size != FLEET_ID_LEN ||
         wire_obj_u64(iv, &index) != 0 || index >= FLEET_MAX_TARGETS ||
         rv->type != MSGPACK_OBJECT_MAP || progress_unpack(rv, &it->rec) != 0)
         return GG_EMALFORMED;
+    it->plan = (const uint8_t *) pv->via.bin.ptr;
     it->index = (uint32_t) index;
     it->hop = (uint32_t) hop;
     return 0;
 }
 
-/* Parses every item of an array field, all or nothing (a message with one
- * malformed item is dropped whole), into *items: `small` (S_SMALL_ITEMS
- * entries) when they fit, else a buffer the caller frees (s_items_free). */
-static int s_parse_items(const msgpack_object *body, const char *key, s_item_t *small,
-                         s_item_t **items, uint32_t *n)
+/* The records of a PROGRESS or feed message, read one by one: version 1
+ * "items" (an array of maps), version 2 "plans" and "rb" (s_rec_put). */
+typedef struct {
+    const msgpack_object_array *items; /* version 1 */
+    const msgpack_object_array *plans; /* version 2 */
+    const uint8_t *rb;
+    size_t rb_len, off;
+    uint32_t k; /* records read */
+} s_records_t;
+
+/* The next record into *it: 1, 0 at the end, or GG_EMALFORMED. */
+static int s_records_next(s_records_t *rs, s_item_t *it)
 {
-    const msgpack_object_array *arr;
-    *items = small;
-    *n = 0;
-    if (wire_get_array(body, key, &arr, FLEET_MAX_FEED_ITEMS) != 0)
-        return GG_EMALFORMED;
-    s_item_t *v = small;
-    if (arr->size > S_SMALL_ITEMS && !(v = malloc((size_t) arr->size * sizeof *v)))
-        return GG_ENOMEM;
-    for (uint32_t k = 0; k < arr->size; k++)
-        if (s_parse_item(&arr->ptr[k], &v[k]) != 0) {
-            if (v != small)
-                free(v);
+    if (rs->items) {
+        if (rs->k == rs->items->size)
+            return 0;
+        if (s_parse_item(&rs->items->ptr[rs->k], it) != 0)
             return GG_EMALFORMED;
-        }
-    *items = v;
-    *n = arr->size;
+        rs->k++;
+        return 1;
+    }
+    if (rs->off == rs->rb_len)
+        return 0;
+    uint32_t plan, index;
+    size_t len =
+        s_rec_get(rs->rb + rs->off, rs->rb_len - rs->off, &plan, &it->hop, &index, &it->rec);
+    if (len == 0 || plan >= rs->plans->size || index >= FLEET_MAX_TARGETS ||
+        rs->k == FLEET_MAX_FEED_ITEMS)
+        return GG_EMALFORMED;
+    it->plan = (const uint8_t *) rs->plans->ptr[plan].via.bin.ptr;
+    it->index = index;
+    rs->off += len;
+    rs->k++;
+    return 1;
+}
+
+/* Opens the records of msg's body for s_records_next after checking every
+ * one of them: a message with one malformed record is dropped whole. */
+static int s_records_open(const wire_msg_t *msg, s_records_t *rs)
+{
+    const msgpack_object *body = &msg->body;
+    memset(rs, 0, sizeof *rs);
+    if (msg->version < 2) {
+        if (wire_get_array(body, "items", &rs->items, FLEET_MAX_FEED_ITEMS) != 0)
+            return GG_EMALFORMED;
+    } else {
+        size_t len;
+        if (wire_get_array(body, "plans", &rs->plans, S_REC_PLANS) != 0 ||
+            wire_get_bin(body, "rb", &rs->rb, &len, WIRE_MAX_MESSAGE) != 0)
+            return GG_EMALFORMED;
+        for (uint32_t x = 0; x < rs->plans->size; x++)
+            if (rs->plans->ptr[x].type != MSGPACK_OBJECT_BIN ||
+                rs->plans->ptr[x].via.bin.size != FLEET_ID_LEN)
+                return GG_EMALFORMED;
+        rs->rb_len = len;
+    }
+    s_item_t it;
+    int rc;
+    while ((rc = s_records_next(rs, &it)) == 1)
+        ;
+    if (rc != 0)
+        return rc;
+    rs->k = 0;
+    rs->off = 0;
     return 0;
 }
 
-static void s_items_free(s_item_t *items, const s_item_t *small)
-{
-    if (items != small)
-        free(items);
-}
-
-/* Applies parsed items at `hop` (an item's own hop, when it has one and
- * own_hops is set, instead); an index beyond a known plan is counted. */
-static void s_apply_items(fleet_t *f, const s_item_t *items, uint32_t n, uint32_t hop,
-                          bool own_hops, uint64_t now)
+/* Applies the records of rs at `hop` (a record's own hop, when it has one
+ * and own_hops is set, instead); an index beyond a known plan is counted. */
+static void s_apply_records(fleet_t *f, s_records_t *rs, uint32_t hop, bool own_hops, uint64_t now)
 {
     s_plan_t *p = NULL;
-    for (uint32_t k = 0; k < n; k++) {
-        const s_item_t *it = &items[k];
+    s_item_t it;
+    while (s_records_next(rs, &it) == 1) {
         f->stats.records_in++;
-        if (!p || memcmp(p->id, it->plan, FLEET_ID_LEN) != 0)
-            p = s_plan(f, it->plan); /* items mostly come plan by plan */
+        if (!p || memcmp(p->id, it.plan, FLEET_ID_LEN) != 0)
+            p = s_plan(f, it.plan); /* records mostly come plan by plan */
         if (!p) {
-            s_orphan_add(f, it->plan, it->index, &it->rec, false);
+            s_orphan_add(f, it.plan, it.index, &it.rec, false);
             continue;
         }
-        if (it->index >= p->n) {
+        if (it.index >= p->n) {
             f->stats.malformed++;
             continue;
         }
         /* an answer (or an eager copy) came: later announcements are
          * weighed against what it brought */
-        s_bit_put(p, S_BIT_WANTED, it->index, false);
-        s_merge_in(f, p, it->index, &it->rec, own_hops && it->hop != S_NO_HOP ? it->hop : hop, now);
+        s_bit_put(p, S_BIT_WANTED, it.index, false);
+        s_merge_in(f, p, it.index, &it.rec, own_hops && it.hop != S_NO_HOP ? it.hop : hop, now);
     }
 }
 
@@ -2561,8 +2768,7 @@ static int s_on_progress(fleet_t *f, uint64_t now, const wire_msg_t *msg)
 {
     const msgpack_object *body = &msg->body;
     const msgpack_object_array *docs = NULL;
-    s_item_t small[S_SMALL_ITEMS], *items;
-    uint32_t hop, n;
+    uint32_t hop;
     if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0)
         return GG_EMALFORMED;
     /* "docs" (the documents of the items' plans) is optional: older nodes
@@ -2570,11 +2776,11 @@ static int s_on_progress(fleet_t *f, uint64_t now, const wire_msg_t *msg)
     if (wire_map_get(body, "docs") &&
         (wire_get_array(body, "docs", &docs, FLEET_MAX_FEED_ITEMS) != 0 || s_check_docs(docs) != 0))
         return GG_EMALFORMED;
-    int rc = s_parse_items(body, "items", small, &items, &n);
+    s_records_t rs;
+    int rc = s_records_open(msg, &rs);
     if (rc != 0)
-        return rc == GG_ENOMEM ? 0 : rc; /* out of memory: pulls repair it */
-    s_apply_items(f, items, n, hop, true, now);
-    s_items_free(items, small);
+        return rc;
+    s_apply_records(f, &rs, hop, true, now);
     if (docs)
         s_learn_docs(f, docs, msg->sender, now);
     return 0;
@@ -2587,22 +2793,24 @@ static void s_serve_pull(fleet_t *f, const s_member_t *to, uint64_t since, uint6
      * cursor moves to the end of this feed */
     uint32_t start = same_state ? S_NONE : s_feed_after(f, since);
     uint32_t n_items = 0, n_docs = 0, last = S_NONE, r = start;
+    uint32_t refs[FLEET_MAX_FEED_ITEMS], slots[S_REC_PLANS], n_plans = 0;
     size_t bytes = 0;
     while (r != S_NONE && n_items + n_docs < FLEET_MAX_FEED_ITEMS) {
         size_t b = s_ref_bytes(f, r);
-        if (bytes + b > S_BATCH_BYTES)
+        if (bytes + b > S_BATCH_BYTES || (!(r & S_DOC_BIT) && !s_plan_room(slots, &n_plans, r)))
             break;
         bytes += b;
         if (r & S_DOC_BIT)
             n_docs++;
         else
-            n_items++;
+            refs[n_items++] = r;
         last = r;
         r = *s_link(f, r).next;
     }
     bool more = r != S_NONE;
     uint64_t next = last != S_NONE ? s_seq_of(f, last) : f->seq;
-    wire_writer_t *w = wire_writer_new(WIRE_DIGEST, f->self, 7);
+    uint32_t version = to->pub.wire >= 2 ? 2 : 1;
+    wire_writer_t *w = wire_writer_new_version(version, WIRE_DIGEST, f->self, version >= 2 ? 8 : 7);
     if (!w)
         return;
     wire_put_u64(w, "k", 1);
@@ -2611,11 +2819,14 @@ static void s_serve_pull(fleet_t *f, const s_member_t *to, uint64_t since, uint6
     wire_put_bool(w, "m", more);
     wire_put_u64(w, "q", rid);
     msgpack_packer *pk = wire_writer_packer(w);
-    wire_put_key(w, "items");
-    msgpack_pack_array(pk, n_items);
-    for (uint32_t x = start, k = 0; k < n_items + n_docs; x = *s_link(f, x).next, k++)
-        if (!(x & S_DOC_BIT))
-            s_pack_item(pk, f, x, S_NO_HOP);
+    if (version >= 2) {
+        s_pack_records(w, f, refs, NULL, n_items, 0);
+    } else {
+        wire_put_key(w, "items");
+        msgpack_pack_array(pk, n_items);
+        for (uint32_t k = 0; k < n_items; k++)
+            s_pack_item(pk, f, refs[k], S_NO_HOP);
+    }
     wire_put_key(w, "docs");
     msgpack_pack_array(pk, n_docs);
     for (uint32_t x = start, k = 0; k < n_items + n_docs; x = *s_link(f, x).next, k++)
@@ -2712,18 +2923,16 @@ static int s_on_digest(fleet_t *f, uint64_t now, const wire_msg_t *msg, s_member
         return 0;
     }
     const msgpack_object_array *docs;
-    s_item_t small[S_SMALL_ITEMS], *items;
-    uint32_t n_items;
     uint64_t next;
     bool more;
     if (wire_get_u64(body, "n", &next) != 0 || wire_get_bool(body, "m", &more) != 0 ||
         wire_get_array(body, "docs", &docs, FLEET_MAX_FEED_ITEMS) != 0 || s_check_docs(docs) != 0)
         return GG_EMALFORMED;
-    int rc = s_parse_items(body, "items", small, &items, &n_items);
+    s_records_t rs;
+    int rc = s_records_open(msg, &rs);
     if (rc != 0)
-        return rc == GG_ENOMEM ? 0 : rc; /* out of memory: the pull times out, is retried */
-    s_apply_items(f, items, n_items, f->max_hops, false, now);
-    s_items_free(items, small);
+        return rc;
+    s_apply_records(f, &rs, f->max_hops, false, now);
     s_learn_docs(f, docs, msg->sender, now);
     if (!from || !f->pull_out || rid != f->pull_rid ||
         memcmp(f->pull_peer, msg->sender, FLEET_ID_LEN) != 0)
@@ -2975,6 +3184,7 @@ void fleet_set_members(fleet_t *f, uint64_t now_ms, const fleet_member_t *member
         addr_at += alen + 1;
         m->pub.live = in->live;
         m->pub.draining = in->draining;
+        m->pub.wire = in->wire_version;
         m->orig = (uint32_t) j;
         /* a list in the same order as the last one finds each member at
          * its old place, without a lookup */

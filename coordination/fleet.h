@@ -120,6 +120,9 @@ typedef struct {
     char address[FLEET_ADDRESS_MAX + 1];
     bool live;     /* alive or suspect in membership */
     bool draining; /* takes no new targets */
+    /* highest wire version it reads: 2 with MEMBER_FLAG_WIRE2 in its
+     * membership flags, 1 (or 0, the same) for an older node */
+    uint8_t wire_version;
 } fleet_member_t;
 
 /* Rollout rules of a plan (SPEC.md "rollout"), decided identically by every

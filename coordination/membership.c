@@ -1718,6 +1718,7 @@ membership_t *membership_new(const membership_profile_t *profile,
     s_copy_str(u.address, sizeof u.address, address);
     u.state = MEMBER_ALIVE;
     u.incarnation = incarnation;
+    u.flags = MEMBER_FLAG_WIRE2; /* what this build reads */
     /* Self takes the first slot (index 0 of every view). */
     m->self_slot = 0;
     if (s_add_member(m, &u, now_ms, false, false) != 0)

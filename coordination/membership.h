@@ -58,6 +58,10 @@
 #define MEMBER_FLAG_DRAINING 0x1u /* takes no new work (scale-down, `gaggle drain`) */
 #define MEMBER_FLAG_RETIRING 0x2u /* the fleet's scaler chose it to go: draining, then stopped */
 #define MEMBER_FLAG_ELASTIC  0x4u /* the fleet's scaler may retire it (scale.elastic) */
+/* Capability: reads wire version 2 (fleet records in binary, fleet.c). Set on
+ * this node's own record from its first incarnation (membership_new); a
+ * member without it is an older node and gets version 1 forms only. */
+#define MEMBER_FLAG_WIRE2 0x8u
 
 typedef enum { MEMBER_ALIVE = 0, MEMBER_SUSPECT, MEMBER_DEAD, MEMBER_LEFT } member_state_t;
 
@@ -168,8 +172,9 @@ typedef struct _membership_t membership_t;
 
 /* Creates the membership of the node `self_id` (name and address as others
  * should see them) at `incarnation`, which must be above any incarnation the
- * node used before (the driver persists MOUT_INCARNATION). Returns NULL on a
- * bad profile or argument, or allocation failure. */
+ * node used before (the driver persists MOUT_INCARNATION). Its flags start
+ * as MEMBER_FLAG_WIRE2. Returns NULL on a bad profile or argument, or
+ * allocation failure. */
 membership_t *membership_new(const membership_profile_t *profile,
                              const uint8_t self_id[MEMBER_ID_LEN], const char *name,
                              const char *address, uint64_t incarnation, uint64_t seed,

@@ -536,7 +536,14 @@ static void s_pack_cstr(msgpack_packer *pk, const char *s)
 wire_writer_t *wire_writer_new(uint32_t type, const uint8_t sender[WIRE_ID_LEN],
                                uint32_t body_fields)
 {
+    return wire_writer_new_version(WIRE_MIN_VERSION, type, sender, body_fields);
+}
+
+wire_writer_t *wire_writer_new_version(uint32_t version, uint32_t type,
+                                       const uint8_t sender[WIRE_ID_LEN], uint32_t body_fields)
+{
     assert(sender);
+    assert(version >= WIRE_MIN_VERSION && version <= WIRE_VERSION);
     wire_writer_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
@@ -551,7 +558,7 @@ wire_writer_t *wire_writer_new(uint32_t type, const uint8_t sender[WIRE_ID_LEN],
 
     msgpack_pack_map(&self->pk, 4);
     s_pack_cstr(&self->pk, "v");
-    msgpack_pack_unsigned_int(&self->pk, WIRE_VERSION);
+    msgpack_pack_unsigned_int(&self->pk, version);
     s_pack_cstr(&self->pk, "t");
     msgpack_pack_uint32(&self->pk, type);
     s_pack_cstr(&self->pk, "s");

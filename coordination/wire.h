@@ -13,8 +13,14 @@
  * message cannot make the decoder allocate gigabytes. Every accessor checks
  * type and length before use; strings are copied NUL-terminated.
  *
- * A node speaks WIRE_VERSION and accepts WIRE_VERSION - 1 as well. Unknown
- * message types decode fine (the dispatcher ignores them).
+ * Versions. A node speaks WIRE_VERSION and accepts WIRE_MIN_VERSION
+ * (WIRE_VERSION - 1) as well, so a fleet upgrades host by host. A message is
+ * written at the oldest version that has its form: wire_writer_new writes
+ * WIRE_MIN_VERSION, which every peer reads; a form new in WIRE_VERSION
+ * (version 2: fleet records in binary, fleet.c) is written with
+ * wire_writer_new_version and sent only to peers that advertise it
+ * (MEMBER_FLAG_WIRE2 in their membership record). Unknown message types
+ * decode fine (the dispatcher ignores them).
  */
 #ifndef GG_WIRE_H
 #define GG_WIRE_H
@@ -24,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_VERSION     1
+#define WIRE_VERSION     2
 #define WIRE_MIN_VERSION 1 /* oldest version still accepted */
 /* Bytes; larger messages are refused. The decoded tree of a message costs at
  * most ~24 bytes per input byte, so this also bounds a peer's memory cost per
@@ -66,9 +72,13 @@ const char *wire_type_name(uint32_t type);
  * value; nested maps/arrays with msgpack_pack_map/array on wire_writer_packer). */
 typedef struct _wire_writer_t wire_writer_t;
 
-/* Starts a message. Returns NULL on allocation failure. */
+/* Starts a message at WIRE_MIN_VERSION. Returns NULL on allocation failure. */
 wire_writer_t *wire_writer_new(uint32_t type, const uint8_t sender[WIRE_ID_LEN],
                                uint32_t body_fields);
+/* The same at `version` (WIRE_MIN_VERSION..WIRE_VERSION): for a body in a
+ * form only that version reads. */
+wire_writer_t *wire_writer_new_version(uint32_t version, uint32_t type,
+                                       const uint8_t sender[WIRE_ID_LEN], uint32_t body_fields);
 void wire_writer_destroy(wire_writer_t **self_p);
 /* The packer for nested values. Lifetime: that of the writer. */
 msgpack_packer *wire_writer_packer(wire_writer_t *self);

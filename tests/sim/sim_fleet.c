@@ -733,6 +733,7 @@ static void s_set_members(s_inst_t *in, uint64_t now)
             memcmp(mb->id, in->node->id, FLEET_ID_LEN) != 0)
             list[i].live = false;
         list[i].draining = (mb->flags & MEMBER_FLAG_DRAINING) != 0;
+        list[i].wire_version = (mb->flags & MEMBER_FLAG_WIRE2) ? 2 : 1;
     }
     fleet_set_members(in->fleet, now, list, n);
 }

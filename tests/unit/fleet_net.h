@@ -78,7 +78,10 @@ typedef struct {
     bool frozen;                 /* hung: no ticks, nothing in or out */
     bool view[FN_MAX_NODES];     /* live in this node's view */
     bool draining[FN_MAX_NODES]; /* draining in this node's view */
-    uint32_t slots;              /* executor size */
+    /* the newest wire version it reads (fn_init: WIRE_VERSION); a message of
+     * a newer one is refused on arrival, as an older node's decoder does */
+    uint32_t wire_version;
+    uint32_t slots; /* executor size */
     fn_job_t jobs[FN_MAX_JOBS];
     int n_jobs;
     progress_rec_t *store[FN_MAX_PLANS]; /* persisted records */
@@ -118,6 +121,8 @@ struct fleet_net {
     size_t heap_n, heap_cap;
     uint64_t order;
     uint64_t sent, delivered, dropped, handle_errors, codec_errors, sender_mismatch;
+    uint64_t version_refused;                     /* newer than the receiver reads */
+    uint64_t delivered_version[WIRE_VERSION + 1]; /* by envelope version */
     uint64_t overlaps, overcommit, loops;
 };
 
@@ -150,6 +155,7 @@ static inline int fn_init(fleet_net_t *net, const fleet_config_t *cfg, int n, ui
         fn_node_id(i, nd->id);
         snprintf(nd->address, sizeof nd->address, "tcp://fleet%d:7700", i);
         nd->slots = 8;
+        nd->wire_version = WIRE_VERSION;
     }
     return 0;
 }
@@ -217,6 +223,9 @@ static inline void fn_push_view(fleet_net_t *net, int i)
         snprintf(m[j].address, sizeof m[j].address, "%s", net->nodes[j].address);
         m[j].live = j == i ? true : nd->view[j];
         m[j].draining = nd->draining[j];
+        /* an older node knows no newer version: it speaks its own to all */
+        uint32_t v = net->nodes[j].wire_version;
+        m[j].wire_version = (uint8_t) (v < nd->wire_version ? v : nd->wire_version);
     }
     fleet_set_members(nd->f, net->now, m, (size_t) net->n);
 }
@@ -534,6 +543,12 @@ static inline void fn_deliver(fleet_net_t *net, fn_packet_t *p)
         net->codec_errors++;
         return;
     }
+    if (w.version > to->wire_version) {
+        net->version_refused++;
+        wire_msg_release(&w);
+        return;
+    }
+    net->delivered_version[w.version]++;
     if (memcmp(w.sender, net->nodes[p->from].id, FLEET_ID_LEN) != 0)
         net->sender_mismatch++;
     if (fleet_handle(to->f, net->now, &w) != 0)

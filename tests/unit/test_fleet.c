@@ -540,8 +540,86 @@ static wire_writer_t *s_have_msg(const uint8_t *sender, bool want, bool hops)
     return w;
 }
 
+/* A version 2 record (fleet.c, s_rec_put: 80 bytes, then the error text) of
+ * plan position `plan`, running at epoch 1 with exit code -2, started at
+ * 2^40 ms; elen bytes of err. Returns its size. */
+static size_t s_rb_rec(uint8_t *b, uint16_t plan, uint8_t hop, uint8_t state, uint32_t index,
+                       const char *err, size_t elen)
+{
+    memset(b, 0, 80);
+    b[0] = (uint8_t) plan;
+    b[1] = (uint8_t) (plan >> 8);
+    b[2] = hop;
+    b[3] = state;
+    b[5] = (uint8_t) elen;
+    memcpy(b + 8, &index, 4); /* the test machines are little-endian, as the wire */
+    b[12] = 1;                /* epoch */
+    b[24] = 0xfe;             /* exit code -2 */
+    b[25] = b[26] = b[27] = 0xff;
+    b[32 + 5] = 1; /* started_ms 2^40 */
+    memset(b + 48, 0x22, 32);
+    memcpy(b + 80, err, elen);
+    return 80 + elen;
+}
+
+/* PROGRESS in version 2: "plans" (n_plans of plan_len bytes, 0x11..) and
+ * "rb" = block[0, len). */
+static wire_writer_t *s_progress_v2(const uint8_t *sender, uint32_t n_plans, size_t plan_len,
+                                    const uint8_t *block, size_t len, bool with_rb)
+{
+    uint8_t plan[40];
+    memset(plan, 0x11, sizeof plan);
+    wire_writer_t *w = wire_writer_new_version(2, WIRE_PROGRESS, sender, with_rb ? 3 : 2);
+    msgpack_packer *pk = wire_writer_packer(w);
+    wire_put_u64(w, "hop", 0);
+    wire_put_key(w, "plans");
+    msgpack_pack_array(pk, n_plans);
+    for (uint32_t k = 0; k < n_plans; k++)
+        msgpack_pack_bin_with_body(pk, plan, plan_len);
+    if (with_rb)
+        wire_put_bin(w, "rb", block, len);
+    return w;
+}
+
 static wire_writer_t *s_progress(const uint8_t *sender, int variant)
 {
+    if (variant >= 10 && variant <= 18) {
+        uint8_t b[2 * 300];
+        size_t len = 0, plan_len = 32;
+        uint32_t n_plans = 1;
+        switch (variant) {
+        case 10: /* valid: two records */
+            len = s_rb_rec(b, 0, 1, TARGET_RUNNING, 3, "", 0);
+            len += s_rb_rec(b + len, 0, 2, TARGET_FAILED, 4, "boom", 4);
+            break;
+        case 11: /* cut short */ len = s_rb_rec(b, 0, 1, TARGET_RUNNING, 3, "", 0) - 1; break;
+        case 12: /* plan position beyond "plans" */
+            len = s_rb_rec(b, 1, 1, TARGET_RUNNING, 3, "", 0);
+            break;
+        case 13: /* state out of range */ len = s_rb_rec(b, 0, 1, 99, 3, "", 0); break;
+        case 14: /* error text longer than the block */
+            len = s_rb_rec(b, 0, 1, TARGET_FAILED, 3, "boom", 4) - 2;
+            break;
+        case 15: /* error text with a NUL */
+            len = s_rb_rec(b, 0, 1, TARGET_FAILED, 3, "bo\0m", 4);
+            break;
+        case 16: /* hop out of range */ len = s_rb_rec(b, 0, 17, TARGET_RUNNING, 3, "", 0); break;
+        case 17: /* a plan id of 31 bytes */
+            len = s_rb_rec(b, 0, 1, TARGET_RUNNING, 3, "", 0);
+            plan_len = 31;
+            break;
+        default: /* no "rb" */ break;
+        }
+        return s_progress_v2(sender, n_plans, plan_len, b, len, variant != 18);
+    }
+    if (variant == 19) { /* version 1 has no "rb": "items" is missing */
+        uint8_t b[80];
+        size_t len = s_rb_rec(b, 0, 1, TARGET_RUNNING, 3, "", 0);
+        wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, sender, 2);
+        wire_put_u64(w, "hop", 0);
+        wire_put_bin(w, "rb", b, len);
+        return w;
+    }
     wire_writer_t *w = wire_writer_new(WIRE_PROGRESS, sender, 2);
     msgpack_packer *pk = wire_writer_packer(w);
     switch (variant) {
@@ -743,12 +821,12 @@ static void test_malformed_messages(void)
     fleet_set_members(f, 0, m, 2);
 
     uint64_t bad = 0;
-    for (int v = 0; v <= 9; v++) {
+    for (int v = 0; v <= 19; v++) {
         wire_writer_t *w = s_progress(peer, v);
         REQUIRE(w);
         int rc = s_feed(f, w);
         wire_writer_destroy(&w);
-        if (v == 0) {
+        if (v == 0 || v == 10) {
             CHECK(rc == 0); /* an unknown plan: kept for later */
         } else if (v == 4) {
             CHECK(rc == GG_EMALFORMED);
@@ -843,6 +921,17 @@ static void test_malformed_messages(void)
         fleet_rollout_t ro = s_ro();
         memset(plan, 0x11, sizeof plan);
         REQUIRE(fleet_add_plan(f, 20, plan, 8, keys, NULL, &ro) == 0);
+        /* the version 2 records kept aside (variant 10) are applied, every
+         * field as s_rb_rec wrote it */
+        const progress_rec_t *r3 = fleet_record(f, plan, 3), *r4 = fleet_record(f, plan, 4);
+        REQUIRE(r3 && r4);
+        CHECK(r3->state == TARGET_RUNNING && r3->error[0] == '\0');
+        CHECK(r4->state == TARGET_FAILED && strcmp(r4->error, "boom") == 0);
+        CHECK(r4->epoch == 1 && r4->generation == 0 && r4->attempt == 0);
+        CHECK(r4->exit_code == -2 && r4->started_ms == (1ull << 40) && r4->finished_ms == 0);
+        uint8_t holder[PROGRESS_ID_LEN];
+        memset(holder, 0x22, sizeof holder);
+        CHECK(memcmp(r4->holder, holder, sizeof holder) == 0);
     }
     rng_t rng;
     rng_seed(&rng, 99);
@@ -856,20 +945,21 @@ static void test_malformed_messages(void)
     s_put_hop_item(wire_writer_packer(hops_progress), 4, 2);
     wire_writer_t *hops_have = s_have_msg(peer, false, true);
     wire_writer_t *hops_want = s_have_msg(peer, true, true);
-    wire_writer_t *valid[9] = {s_progress(peer, 0),
-                               s_digest(peer, 0),
-                               s_digest(peer, 4),
-                               s_plan_msg(peer, 0),
-                               s_have_msg(peer, false, false),
-                               s_have_msg(peer, true, false),
-                               hops_progress,
-                               hops_have,
-                               hops_want};
-    for (int k = 6; k < 9; k++)
+    wire_writer_t *valid[10] = {s_progress(peer, 0),
+                                s_digest(peer, 0),
+                                s_digest(peer, 4),
+                                s_plan_msg(peer, 0),
+                                s_have_msg(peer, false, false),
+                                s_have_msg(peer, true, false),
+                                hops_progress,
+                                hops_have,
+                                hops_want,
+                                s_progress(peer, 10)};
+    for (int k = 6; k < 10; k++)
         CHECK(s_feed(f, valid[k]) == 0); /* accepted as they are */
     uint64_t wants = fleet_stats(f)->wants_out;
-    for (int round = 0; round < 4500; round++) {
-        wire_writer_t *w = valid[round % 9];
+    for (int round = 0; round < 5000; round++) {
+        wire_writer_t *w = valid[round % 10];
         const uint8_t *data;
         size_t len;
         REQUIRE(wire_writer_finish(w, &data, &len) == 0);
@@ -890,7 +980,7 @@ static void test_malformed_messages(void)
         while (fleet_poll(f, &o))
             fleet_out_release(&o);
     }
-    for (int k = 0; k < 9; k++)
+    for (int k = 0; k < 10; k++)
         wire_writer_destroy(&valid[k]);
     CHECK(fleet_stats(f)->wants_out > wants); /* some announcements got through */
     fleet_destroy(&f);
@@ -930,6 +1020,38 @@ static void test_net_basic(void)
         CHECK(fleet_synced(net.nodes[i].f));
     }
     CHECK(acc.plan_states >= 3); /* each node reported completion */
+    s_free(&net);
+}
+
+/* A fleet halfway through an upgrade: nodes 0-2 read wire version 1 only
+ * (and speak nothing newer), nodes 3-5 read version 2. Every message a node
+ * gets is one it reads, both forms are in use, and the plan completes as in
+ * a fleet of one version. */
+static void test_net_mixed_versions(void)
+{
+    fleet_net_t net;
+    s_acc_t acc;
+    s_net(&net, &acc, 6, 7);
+    for (int i = 0; i < 3; i++)
+        net.nodes[i].wire_version = 1;
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(&net, 300, &ro);
+    for (int i = 0; i < 6; i++)
+        REQUIRE(fn_start(&net, i, false) == 0);
+    fn_view_all(&net);
+    CHECK(s_run_done(&net, k, 120000));
+    fn_run_until(&net, net.now + 3000);
+    const fn_plan_t *p = &net.plans[k];
+    uint32_t once = 0;
+    for (uint32_t i = 0; i < p->n; i++)
+        once += p->runs[i] - p->aborts[i] == 1;
+    CHECK(once == p->n);
+    CHECK(net.version_refused == 0);
+    CHECK(net.delivered_version[1] > 0 && net.delivered_version[2] > 0);
+    CHECK(net.overlaps == 0 && net.overcommit == 0 && net.loops == 0);
+    CHECK(SUM_STAT(&net, fenced_results) == 0 && SUM_STAT(&net, malformed) == 0);
+    CHECK(net.codec_errors == 0 && net.handle_errors == 0);
+    CHECK(s_converged(&net, k));
     s_free(&net);
 }
 
@@ -2526,6 +2648,7 @@ int main(void)
     GG_RUN(test_scan_budget_and_memory);
     GG_RUN(test_malformed_messages);
     GG_RUN(test_net_basic);
+    GG_RUN(test_net_mixed_versions);
     GG_RUN(test_net_join_moves_few);
     GG_RUN(test_net_crash_takeover_and_restart);
     GG_RUN(test_net_quick_restart_reclaims);

@@ -592,9 +592,10 @@ static void test_self_refutation(void)
     s_update(&msg->updates[msg->n_updates++], 0, MEMBER_ALIVE, 7);
     s_deliver(a, now, 2, &msg);
     CHECK_EQ_INT(membership_self(a)->incarnation, 8);
-    /* An alive claim equal to our record is just an echo. */
+    /* An alive claim equal to our record (flags included) is just an echo. */
     msg = s_msg(2, WIRE_GOSSIP, 1);
     s_update(&msg->updates[msg->n_updates++], 0, MEMBER_ALIVE, 8);
+    msg->updates[0].flags = membership_self(a)->flags;
     s_deliver(a, now, 2, &msg);
     CHECK_EQ_INT(membership_self(a)->incarnation, 8);
 

@@ -185,7 +185,7 @@ static void test_round_trip(void)
     REQUIRE(wire_decode(data, len, &msg) == 0);
     wire_writer_destroy(&w); /* the message must not depend on the input buffer */
     CHECK(w == NULL);
-    CHECK_EQ_INT(msg.version, WIRE_VERSION);
+    CHECK_EQ_INT(msg.version, WIRE_MIN_VERSION); /* a form every accepted peer reads */
     CHECK_EQ_INT(msg.type, WIRE_PROGRESS);
     CHECK(memcmp(msg.sender, SENDER, WIRE_ID_LEN) == 0);
     CHECK(msg.body.type == MSGPACK_OBJECT_MAP);
@@ -440,6 +440,19 @@ static void test_versions(void)
     CHECK_EQ_INT(s_decode_spec(prev, WIRE_ID_LEN, 0), prev >= WIRE_MIN_VERSION ? 0 : GG_EVERSION);
     for (uint64_t v = WIRE_MIN_VERSION; v <= WIRE_VERSION; v++)
         CHECK_EQ_INT(s_decode_spec(v, WIRE_ID_LEN, 0), 0);
+    /* A writer says the version it was asked for, and it decodes as such. */
+    CHECK(WIRE_VERSION == WIRE_MIN_VERSION + 1);
+    for (uint32_t v = WIRE_MIN_VERSION; v <= WIRE_VERSION; v++) {
+        wire_writer_t *w = wire_writer_new_version(v, WIRE_PROGRESS, SENDER, 0);
+        const uint8_t *data;
+        size_t len;
+        wire_msg_t msg;
+        REQUIRE(w && wire_writer_finish(w, &data, &len) == 0);
+        REQUIRE(wire_decode(data, len, &msg) == 0);
+        CHECK_EQ_INT(msg.version, v);
+        wire_msg_release(&msg);
+        wire_writer_destroy(&w);
+    }
 }
 
 static double s_now(void)
