@@ -120,11 +120,17 @@ typedef struct {
     uint64_t timer_at;   /* heap key: suspicion expiry or reap time */
     uint32_t heap_pos;
     uint32_t pos[S_SET_COUNT];
-    uint32_t bc_prev, bc_next; /* broadcast bucket list */
-    uint32_t bc_transmits;
-    bool bc_queued;
     bool in_use;
 } s_member_t;
+
+/* A member's place in the broadcast queue (one per slot, apart from the
+ * records: picking a message's updates walks these lists, and through the
+ * records it took a cache miss per step). */
+typedef struct {
+    uint32_t prev, next; /* bucket list of its transmit count */
+    uint32_t transmits;
+    bool queued;
+} s_bc_t;
 
 typedef struct {
     uint64_t ping_seq; /* our PING to the target */
@@ -159,6 +165,7 @@ struct _membership_t {
 
     s_member_t *slots;
     s_hot_t *hot;                /* one per slot */
+    s_bc_t *bc;                  /* one per slot */
     uint32_t slots_n, slots_cap; /* high-water mark and allocation */
     s_vec_t free_slots;
     uint64_t *hash; /* s_entry(): hash tag and slot + 1; 0 = empty */
@@ -747,30 +754,30 @@ static void s_send_to(membership_t *m, uint32_t slot, membership_msg_t *msg)
 
 static void s_bc_unlink(membership_t *m, uint32_t slot)
 {
-    s_member_t *mem = &m->slots[slot];
-    if (!mem->bc_queued)
+    s_bc_t *b = &m->bc[slot];
+    if (!b->queued)
         return;
-    if (mem->bc_prev != S_NONE)
-        m->slots[mem->bc_prev].bc_next = mem->bc_next;
+    if (b->prev != S_NONE)
+        m->bc[b->prev].next = b->next;
     else
-        m->bc_head[mem->bc_transmits] = mem->bc_next;
-    if (mem->bc_next != S_NONE)
-        m->slots[mem->bc_next].bc_prev = mem->bc_prev;
-    mem->bc_prev = mem->bc_next = S_NONE;
-    mem->bc_queued = false;
+        m->bc_head[b->transmits] = b->next;
+    if (b->next != S_NONE)
+        m->bc[b->next].prev = b->prev;
+    b->prev = b->next = S_NONE;
+    b->queued = false;
     m->bc_count--;
 }
 
 static void s_bc_link(membership_t *m, uint32_t slot, uint32_t transmits)
 {
-    s_member_t *mem = &m->slots[slot];
-    mem->bc_transmits = transmits;
-    mem->bc_prev = S_NONE;
-    mem->bc_next = m->bc_head[transmits];
-    if (mem->bc_next != S_NONE)
-        m->slots[mem->bc_next].bc_prev = slot;
+    s_bc_t *b = &m->bc[slot];
+    b->transmits = transmits;
+    b->prev = S_NONE;
+    b->next = m->bc_head[transmits];
+    if (b->next != S_NONE)
+        m->bc[b->next].prev = slot;
     m->bc_head[transmits] = slot;
-    mem->bc_queued = true;
+    b->queued = true;
     m->bc_count++;
 }
 
@@ -793,7 +800,7 @@ static uint32_t s_bc_collect(membership_t *m, uint32_t *picked, uint32_t max, ui
             s_bc_unlink(m, m->bc_head[b]);
     uint32_t n = 0;
     for (uint32_t b = 0; b < limit && n < max; b++)
-        for (uint32_t s = m->bc_head[b]; s != S_NONE && n < max; s = m->slots[s].bc_next)
+        for (uint32_t s = m->bc_head[b]; s != S_NONE && n < max; s = m->bc[s].next)
             if (s != skip)
                 picked[n++] = s;
     return n;
@@ -804,7 +811,7 @@ static void s_bc_commit(membership_t *m, const uint32_t *picked, uint32_t n)
     uint32_t limit = s_retransmit_limit(m);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = picked[i];
-        uint32_t t = m->slots[s].bc_transmits + 1;
+        uint32_t t = m->bc[s].transmits + 1;
         s_bc_unlink(m, s);
         if (t < limit)
             s_bc_link(m, s, t);
@@ -856,7 +863,7 @@ static membership_msg_t *s_msg_piggyback(membership_t *m, uint32_t type, uint32_
     for (uint32_t i = 0; i < n; i++)
         s_fill_update(&m->slots[picked[i]], &msg->updates[msg->n_updates++]);
     /* The forced record counts as a transmission of its queued broadcast. */
-    if (force && m->slots[to_slot].bc_queued)
+    if (force && m->bc[to_slot].queued)
         picked[n++] = to_slot;
     s_bc_commit(m, picked, n);
     return msg;
@@ -960,7 +967,7 @@ static void s_change(membership_t *m, uint32_t slot, const member_update_t *u, u
         s_emit_changed(m, slot, added, old_state);
 }
 
-/* Doubles the room of the slots and their hot records together. */
+/* Doubles the room of the slots, their hot records and their queue places together. */
 static int s_grow_slots(membership_t *m)
 {
     uint32_t cap = m->slots_cap ? m->slots_cap * 2 : 16;
@@ -972,6 +979,10 @@ static int s_grow_slots(membership_t *m)
     if (!nh)
         return GG_ENOMEM;
     m->hot = nh;
+    s_bc_t *nb = realloc(m->bc, (size_t) cap * sizeof *nb);
+    if (!nb)
+        return GG_ENOMEM;
+    m->bc = nb;
     m->slots_cap = cap;
     return 0;
 }
@@ -1009,8 +1020,8 @@ static uint32_t s_add_member(membership_t *m, const member_update_t *u, uint64_t
     mem->heap_pos = S_NONE;
     for (int i = 0; i < S_SET_COUNT; i++)
         mem->pos[i] = S_NONE;
-    mem->bc_prev = mem->bc_next = S_NONE;
     mem->in_use = true;
+    m->bc[slot] = (s_bc_t){S_NONE, S_NONE, 0, false};
     s_hot_t *h = &m->hot[slot];
     memset(h, 0, sizeof *h);
     memcpy(h->id, u->id, MEMBER_ID_LEN);
@@ -1753,6 +1764,7 @@ void membership_destroy(membership_t **self_p)
     free(m->hash);
     free(m->slots);
     free(m->hot);
+    free(m->bc);
     free(m);
     *self_p = NULL;
 }
