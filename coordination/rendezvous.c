@@ -41,10 +41,12 @@ uint32_t rendezvous_cap(size_t targets, size_t n, uint32_t cap_milli)
 {
     if (n == 0)
         return 0;
-    uint64_t num = (uint64_t) cap_milli * targets, den = (uint64_t) 1000 * n;
-    uint64_t cap = (num + den - 1) / den;
-    if (cap * n < targets) /* cap_milli below 1000: everyone still gets one */
-        cap = (targets + n - 1) / n;
+    /* rounded down, so that no share exceeds cap_milli/1000 x the mean;
+     * but never below the mean rounded up, or some targets had no room */
+    uint64_t cap = (uint64_t) cap_milli * targets / ((uint64_t) 1000 * n);
+    uint64_t least = (targets + n - 1) / n;
+    if (cap < least)
+        cap = least;
     return cap > UINT32_MAX ? UINT32_MAX : (cap ? (uint32_t) cap : 1);
 }
 

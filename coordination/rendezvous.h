@@ -46,8 +46,9 @@ void rendezvous_sort_ids(uint32_t *idx, uint32_t n, const void *base, size_t str
  * targets. Targets are assigned in a fixed order (their index in the plan),
  * each to the highest-scoring node that still has room, so every node with
  * the same view computes the same assignment. rendezvous_cap gives
- * ceil(cap_milli/1000 * targets / n) (at least 1): with cap_milli >= 1000
- * there is always room. A join moves more than 1/(N+1) of the targets (the
+ * floor(cap_milli/1000 * targets / n), so no share exceeds cap_milli/1000 x
+ * the mean, but at least ceil(targets / n) (and 1), so there is always
+ * room. A join moves more than 1/(N+1) of the targets (the
  * caps shift), but no node's share exceeds the cap. */
 uint32_t rendezvous_cap(size_t targets, size_t n, uint32_t cap_milli);
 /* One step: the owner of target_key among n nodes given the loads so far

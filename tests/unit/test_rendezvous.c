@@ -93,6 +93,18 @@ static void test_bounded_load(void)
     CHECK(rendezvous_cap(10, 3, 1000) == 4);
     CHECK(rendezvous_cap(10, 3, 500) == 4); /* below the mean: still room for all */
     CHECK(rendezvous_cap(0, 3, 1150) == 1);
+    /* rounded down: 10,000 targets on 101 nodes, 1.15 x 99.01 = 113.86 */
+    CHECK(rendezvous_cap(10000, 101, 1150) == 113);
+    /* whatever the sizes: room for all, and no more than the factor allows
+     * unless the mean rounded up already exceeds it */
+    for (uint32_t t = 0; t <= 300; t += 7)
+        for (uint32_t n = 1; n <= 40; n++)
+            for (uint32_t milli = 1000; milli <= 1600; milli += 150) {
+                uint32_t c = rendezvous_cap(t, n, milli);
+                uint32_t least = (t + n - 1) / n;
+                CHECK((uint64_t) c * n >= t && c >= 1);
+                CHECK((uint64_t) c * n * 1000 <= (uint64_t) milli * t || c == (least ? least : 1));
+            }
     uint32_t max_plain = 0, max_bounded = 0;
     for (size_t t = 0; t < TARGETS; t++) {
         char ref[32];
