@@ -2365,8 +2365,8 @@ static int s_records_next(s_records_t *rs, s_item_t *it)
     uint32_t plan, index;
     size_t len =
         s_rec_get(rs->rb + rs->off, rs->rb_len - rs->off, &plan, &it->hop, &index, &it->rec);
-    if (len == 0 || plan >= rs->plans->size || index >= FLEET_MAX_TARGETS ||
-        rs->k == FLEET_MAX_FEED_ITEMS)
+    if (len == 0 || len > rs->rb_len - rs->off || plan >= rs->plans->size ||
+        index >= FLEET_MAX_TARGETS || rs->k == FLEET_MAX_FEED_ITEMS)
         return GG_EMALFORMED;
     it->plan = (const uint8_t *) rs->plans->ptr[plan].via.bin.ptr;
     it->index = index;
