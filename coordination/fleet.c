@@ -63,7 +63,12 @@
  * Lazy push. A push round picks push_fanout peers; push_eager of them get
  * the records, the others a HAVE naming each record's version (the fields
  * progress_compare orders by, the holder cut to 8 bytes). A receiver asks
- * the announcer (WANT) for the versions newer than its own, marking each
+ * the announcer (WANT) for the versions newer than its own (each weighed
+ * first against a 32-bit digest of its own record's version, kept per plan
+ * in a dense array: most announced versions are the ones it holds, and the
+ * digest answers without touching the record; a digest equal by chance,
+ * one in 2^32, only leaves that version to the eager pushes and pulls),
+ * marking each
  * S_BIT_WANTED so that announcements from other peers do not ask again
  * until any copy of the record arrived or s_want_ms passed; the answer is a
  * PROGRESS at the announcement's hop, merged and forwarded like a push. A
@@ -77,9 +82,11 @@
  * of its latest change; a change moves it to the tail. A pull "items after
  * since" walks back from the tail (or starts at the head, or at the item
  * that ended the previous page: a small cache of recent page ends makes
- * paging O(page)). Per target this costs seq (8) + links (8) bytes; with
- * the key (8) a target costs sizeof(progress_rec_t) + 24 bytes plus 6 bits
- * in bitmaps.
+ * paging O(page)). Sequence numbers are 32 bits; when they run out the
+ * feed is numbered again under a new feed id (s_feed_renumber). Per target
+ * this costs seq (4) + links (8) bytes; with the key (8) and the version
+ * digest (4) a target costs sizeof(progress_rec_t) + 24 bytes plus 6 bits in
+ * bitmaps.
  *
  * Sync. A node is synced after one complete pull chain (pages until
  * more=false) from any peer, or after lease_ttl with no live peer. A plan
@@ -173,8 +180,11 @@
 #define S_HAVE_HOLDER        8u  /* holder id bytes an announcement carries */
 #define S_MAX_WANTS          65536u
 #define S_NO_HOP             UINT32_MAX
-#define S_REC_PLANS          16u /* plans named in one version 2 records block */
-#define S_REC_HEAD           80u /* bytes of a version 2 record before its error (s_rec_put) */
+#ifndef S_SEQ_MAX            /* a test builds fleet.c with a small one */
+#define S_SEQ_MAX UINT32_MAX /* feed sequence numbers (s_feed_renumber) */
+#endif
+#define S_REC_PLANS 16u /* plans named in one version 2 records block */
+#define S_REC_HEAD  80u /* bytes of a version 2 record before its error (s_rec_put) */
 
 _Static_assert(FLEET_MAX_TARGETS <= (1u << S_PLAN_SHIFT), "target index fits a ref");
 _Static_assert(FLEET_MAX_PLANS <= (1u << (31 - S_PLAN_SHIFT)), "plan slot fits a ref");
@@ -194,6 +204,19 @@ enum {
 };
 
 enum { S_FRESH = 0, S_TAKEOVER, S_RECLAIM };
+
+/* A 32-bit digest of what an announcement says of a record (the fields
+ * progress_compare orders by, the holder cut to S_HAVE_HOLDER bytes). */
+static uint32_t s_version_digest(const progress_rec_t *r)
+{
+    uint64_t h = rng_mix64(((uint64_t) r->epoch << 32 | r->generation) ^ 0x243f6a8885a308d3ull);
+    h = rng_mix64(h ^ ((uint64_t) r->attempt << 32 | (uint32_t) r->state << 8 | r->step));
+    uint64_t holder;
+    memcpy(&holder, r->holder, sizeof holder);
+    h = rng_mix64(h ^ holder);
+    h = rng_mix64(h ^ r->finished_ms);
+    return (uint32_t) (h >> 32);
+}
 /* S_DOC_LOST: assembled but not handed over (output queue full): fetched
  * again when heard of. */
 enum { S_DOC_HAVE = 1, S_DOC_VERIFYING, S_DOC_REJECTED, S_DOC_LOST };
@@ -201,7 +224,6 @@ enum { S_DOC_HAVE = 1, S_DOC_VERIFYING, S_DOC_REJECTED, S_DOC_LOST };
 typedef struct {
     progress_rec_t rec;
     uint64_t key;        /* rendezvous key */
-    uint64_t seq;        /* feed position of its latest change; 0: never changed */
     uint32_t prev, next; /* feed list */
 } s_target_t;
 
@@ -211,6 +233,10 @@ typedef struct {
     uint32_t slot;
     uint32_t n;
     s_target_t *t;
+    /* per target, apart from the records: s_version_digest of its record
+     * (what an announcement is weighed against first) and its feed position
+     * (the sequence number of its latest change; 0: never changed) */
+    uint32_t *vd, *seq;
     uint64_t *bits; /* S_BITS bitmaps of `words` words */
     uint32_t words;
     fleet_rollout_t ro;
@@ -242,7 +268,7 @@ typedef struct {
     uint8_t kind;
     uint8_t state;
     uint64_t size;
-    uint64_t seq;
+    uint32_t seq;
     uint32_t prev, next;
 } s_doc_t;
 
@@ -746,7 +772,7 @@ static void s_emit_send(fleet_t *f, const char *address, uint32_t wire_type, s_s
 /* change feed                                                        */
 
 typedef struct {
-    uint64_t *seq;
+    uint32_t *seq;
     uint32_t *prev, *next;
 } s_link_t;
 
@@ -756,8 +782,9 @@ static s_link_t s_link(const fleet_t *f, uint32_t ref)
         s_doc_t *d = &f->docs[ref & ~S_DOC_BIT];
         return (s_link_t){&d->seq, &d->prev, &d->next};
     }
-    s_target_t *t = &f->plans[ref >> S_PLAN_SHIFT]->t[ref & S_INDEX_MASK];
-    return (s_link_t){&t->seq, &t->prev, &t->next};
+    s_plan_t *p = f->plans[ref >> S_PLAN_SHIFT];
+    uint32_t i = ref & S_INDEX_MASK;
+    return (s_link_t){&p->seq[i], &p->t[i].prev, &p->t[i].next};
 }
 
 static uint64_t s_seq_of(const fleet_t *f, uint32_t ref)
@@ -765,9 +792,26 @@ static uint64_t s_seq_of(const fleet_t *f, uint32_t ref)
     return *s_link(f, ref).seq;
 }
 
+/* Sequence numbers are stored in 32 bits. When they run out, the feed is
+ * numbered again from 1 in its order under a new feed id: pullers name the
+ * old id, so they are served from the start once (or told they hold the
+ * same state), as after a restart. */
+static void s_feed_renumber(fleet_t *f)
+{
+    uint32_t n = 0;
+    for (uint32_t r = f->feed_head; r != S_NONE; r = *s_link(f, r).next)
+        *s_link(f, r).seq = ++n;
+    f->seq = n;
+    f->feed_id = rng_next(&f->rng) | 1u;
+    for (uint32_t k = 0; k < S_CURSOR_CACHE; k++)
+        f->cc[k].ref = S_NONE;
+}
+
 /* Moves ref to the tail of the feed with a new sequence number. */
 static void s_feed_touch(fleet_t *f, uint32_t ref)
 {
+    if (f->seq >= S_SEQ_MAX)
+        s_feed_renumber(f);
     s_link_t l = s_link(f, ref);
     if (*l.seq != 0) {
         if (*l.prev != S_NONE)
@@ -1433,7 +1477,7 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
         const s_plan_t *p = known[(uint32_t) e[0] | (uint32_t) e[1] << 8];
         uint32_t i = s_get_le32(e + 4);
         if (p && i < p->n)
-            __builtin_prefetch(&p->t[i].rec);
+            __builtin_prefetch(&p->vd[i]);
     }
     for (uint32_t x = 0; x < plans->size; x++) {
         s_plan_t *p = known[x];
@@ -1450,7 +1494,8 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
                     f->stats.malformed++;
                     continue;
                 }
-                if (progress_compare_prefix(&r, &p->t[i].rec, S_HAVE_HOLDER) <= 0 ||
+                if (p->vd[i] == s_version_digest(&r) ||
+                    progress_compare_prefix(&r, &p->t[i].rec, S_HAVE_HOLDER) <= 0 ||
                     !s_want_mark(f, p, i, now))
                     continue;
             } else if (i >= FLEET_MAX_TARGETS) {
@@ -1706,6 +1751,7 @@ static void s_set(fleet_t *f, s_plan_t *p, uint32_t i, const progress_rec_t *nr,
     s_count(f, p, i, &old, false);
     f->state_sum += s_rec_hash(p->id_hash, i, nr) - s_rec_hash(p->id_hash, i, &old);
     t->rec = *nr;
+    p->vd[i] = s_version_digest(nr);
     s_count(f, p, i, &t->rec, true);
     bool now_held = s_held_by_self(f, &t->rec);
     if (!now_held)
@@ -3109,6 +3155,8 @@ void fleet_destroy(fleet_t **self_p)
     fleet_t *f = *self_p;
     for (uint32_t k = 0; k < f->n_plans; k++) {
         free(f->plans[k]->t);
+        free(f->plans[k]->vd);
+        free(f->plans[k]->seq);
         free(f->plans[k]->bits);
         free(f->plans[k]->owner_rank);
         free(f->plans[k]->load);
@@ -3333,8 +3381,12 @@ int fleet_add_plan(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_L
         return GG_ENOMEM;
     p->words = (n_targets + 63) / 64;
     p->t = calloc(n_targets > 0 ? n_targets : 1, sizeof *p->t);
+    p->vd = malloc((n_targets > 0 ? n_targets : 1) * sizeof *p->vd);
+    p->seq = calloc(n_targets > 0 ? n_targets : 1, sizeof *p->seq);
     p->bits = calloc((size_t) S_BITS * (p->words > 0 ? p->words : 1), sizeof(uint64_t));
-    if (!p->t || !p->bits) {
+    if (!p->t || !p->bits || !p->vd || !p->seq) {
+        free(p->vd);
+        free(p->seq);
         free(p->t);
         free(p->bits);
         free(p);
@@ -3342,6 +3394,8 @@ int fleet_add_plan(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_L
     }
     memcpy(p->id, plan_id, FLEET_ID_LEN);
     p->id_hash = s_id_hash(plan_id);
+    for (uint32_t i = 0; i < n_targets; i++)
+        p->vd[i] = s_version_digest(&p->t[i].rec);
     p->slot = f->n_plans;
     p->n = n_targets;
     p->ro = *rollout;
@@ -3360,6 +3414,8 @@ int fleet_add_plan(fleet_t *f, uint64_t now_ms, const uint8_t plan_id[FLEET_ID_L
     if (s_ix_put(f, &f->plan_ix, s_id_hash(plan_id), f->n_plans, s_plan_hash) != 0) {
         f->plans[f->n_plans] = NULL;
         free(p->t);
+        free(p->vd);
+        free(p->seq);
         free(p->bits);
         free(p);
         return GG_ENOMEM;
@@ -3928,7 +3984,8 @@ size_t fleet_memory(const fleet_t *f)
     size_t b = sizeof *f;
     for (uint32_t k = 0; k < f->n_plans; k++) {
         const s_plan_t *p = f->plans[k];
-        b += sizeof *p + (size_t) (p->n > 0 ? p->n : 1) * sizeof *p->t +
+        b += sizeof *p +
+             (size_t) (p->n > 0 ? p->n : 1) * (sizeof *p->t + sizeof *p->vd + sizeof *p->seq) +
              (size_t) S_BITS * (p->words > 0 ? p->words : 1) * sizeof(uint64_t) +
              (p->owner_rank ? (size_t) (p->n > 0 ? p->n : 1) * sizeof *p->owner_rank : 0) +
              (size_t) p->load_n * sizeof *p->load;
