@@ -642,6 +642,16 @@ static inline bool fn_run_until_pred(fleet_net_t *net, uint64_t deadline,
     return true;
 }
 
+/* How many targets of plan k ran exactly once (runs less aborted ones). */
+static inline uint32_t fn_ran_once(const fleet_net_t *net, int k)
+{
+    const fn_plan_t *p = &net->plans[k];
+    uint32_t once = 0;
+    for (uint32_t i = 0; i < p->n; i++)
+        once += p->runs[i] - p->aborts[i] == 1;
+    return once;
+}
+
 static inline void fn_cut(fleet_net_t *net, int a, int b, bool cut)
 {
     net->cut[a][b] = cut;

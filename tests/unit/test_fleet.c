@@ -1002,10 +1002,7 @@ static void test_net_basic(void)
     CHECK(s_run_done(&net, k, 120000));
     fn_run_until(&net, net.now + 3000);
     const fn_plan_t *p = &net.plans[k];
-    uint32_t once = 0;
-    for (uint32_t i = 0; i < p->n; i++)
-        once += p->runs[i] - p->aborts[i] == 1;
-    CHECK(once == p->n);
+    CHECK(fn_ran_once(&net, k) == p->n);
     CHECK(net.overlaps == 0 && net.overcommit == 0 && net.loops == 0);
     CHECK(SUM_STAT(&net, conflicts) == 0 && SUM_STAT(&net, takeovers) == 0);
     CHECK(SUM_STAT(&net, fenced_results) == 0 && SUM_STAT(&net, malformed) == 0);
@@ -1042,10 +1039,7 @@ static void test_net_mixed_versions(void)
     CHECK(s_run_done(&net, k, 120000));
     fn_run_until(&net, net.now + 3000);
     const fn_plan_t *p = &net.plans[k];
-    uint32_t once = 0;
-    for (uint32_t i = 0; i < p->n; i++)
-        once += p->runs[i] - p->aborts[i] == 1;
-    CHECK(once == p->n);
+    CHECK(fn_ran_once(&net, k) == p->n);
     CHECK(net.version_refused == 0);
     CHECK(net.delivered_version[1] > 0 && net.delivered_version[2] > 0);
     CHECK(net.overlaps == 0 && net.overcommit == 0 && net.loops == 0);

@@ -67,10 +67,7 @@ static void test_feed_wraps(void)
     net.dup = 0;
     CHECK(fn_run_until_pred(&net, net.now + 120000, s_same_everywhere, &k));
     const fn_plan_t *p = &net.plans[k];
-    uint32_t once = 0;
-    for (uint32_t i = 0; i < p->n; i++)
-        once += p->runs[i] - p->aborts[i] == 1;
-    CHECK(once == p->n);
+    CHECK(fn_ran_once(&net, k) == p->n);
     CHECK(net.overlaps == 0 && net.codec_errors == 0 && net.handle_errors == 0);
     for (int i = 0; i < NODES; i++) {
         const fleet_t *f = net.nodes[i].f;
