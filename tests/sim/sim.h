@@ -306,6 +306,7 @@ struct sim_result {
     uint64_t settle_start; /* virtual time the settle phase began */
     double converged_s;    /* settle start to convergence; <0: never */
     double formed_s;       /* first convergence in the chaos phase; <0: never */
+    double formed_wall_s;  /* wall seconds until then (setup included); <0: never */
     double wall_s;
     double steady_speed; /* simulated s per wall s after formed_s (0: unknown) */
     bool ok;             /* no invariant violated, no internal error */

@@ -774,7 +774,8 @@ static void s_print_table(const sim_config_t *cfg, const sim_result_t *r)
     else
         s_row("views converged after settle start", "no");
     if (r->formed_s >= 0)
-        s_row("fleet formed (views first converged)", "%.3f s", r->formed_s);
+        s_row("fleet formed (views first converged)", "%.3f s (%.1f s of wall time)", r->formed_s,
+              r->formed_wall_s);
     else
         s_row("fleet formed (views first converged)", "not during the chaos phase");
     s_row("wall time", "%.3f s", r->wall_s);
@@ -887,6 +888,8 @@ static json_t *s_result_json(const sim_config_t *cfg, const sim_result_t *r)
     json_object_set_new(o, "sim_s_per_wall_s", json_real(r->wall_s > 0 ? sim_s / r->wall_s : 0));
     json_object_set_new(o, "formed_s", r->formed_s >= 0 ? json_real(r->formed_s) : json_null());
     json_object_set_new(o, "sim_s_per_wall_s_after_forming", json_real(r->steady_speed));
+    json_object_set_new(o, "formed_wall_s",
+                        r->formed_wall_s >= 0 ? json_real(r->formed_wall_s) : json_null());
     json_t *st = json_object();
     json_object_set_new(st, "events", json_integer((json_int_t) s->events));
     json_object_set_new(st, "messages_sent", json_integer((json_int_t) s->msgs_sent));

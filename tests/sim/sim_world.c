@@ -98,7 +98,7 @@ struct _sim_t {
     char error_text[160];
     uint64_t settle_start, converged_at;
     uint64_t formed_at; /* first convergence in the chaos phase (0: not yet) */
-    double wall_formed;
+    double wall_start, wall_formed;
     sim_violation_t violations[SIM_MAX_VIOLATIONS];
     uint32_t n_violations;
     sim_exp_t *exp;
@@ -1123,6 +1123,7 @@ static void s_results(sim_t *sim, sim_result_t *res)
     res->converged_s =
         sim->converged ? (double) (sim->converged_at - sim->settle_start) / 1000.0 : -1.0;
     res->formed_s = sim->formed_at ? (double) sim->formed_at / 1000.0 : -1.0;
+    res->formed_wall_s = sim->formed_at ? sim->wall_formed - sim->wall_start : -1.0;
     double wall_after = s_wall_seconds() - sim->wall_formed;
     if (sim->formed_at && sim->now > sim->formed_at && wall_after > 0)
         res->steady_speed = (double) (sim->now - sim->formed_at) / 1000.0 / wall_after;
@@ -1167,6 +1168,7 @@ int sim_run(const sim_config_t *cfg, sim_result_t *res)
     if (!sim)
         return GG_ENOMEM;
     double wall0 = s_wall_seconds();
+    sim->wall_start = wall0;
     int rc = s_setup(sim, cfg);
     if (rc != 0) {
         res->error = true;
