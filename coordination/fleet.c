@@ -61,15 +61,17 @@
  * never takes over a lease it had no chance to hear being renewed.
  *
  * Lazy push. A push round picks push_fanout peers; push_eager of them get
- * the records, the others a HAVE naming each record's version (the fields
- * progress_compare orders by, the holder cut to 8 bytes). A receiver asks
- * the announcer (WANT) for the versions newer than its own (each weighed
- * first against a 32-bit digest of its own record's version, kept per plan
- * in a dense array: most announced versions are the ones it holds, and the
- * digest answers without touching the record; a digest equal by chance,
- * one in 2^32, only leaves that version to the eager pushes and pulls),
- * marking each
- * S_BIT_WANTED so that announcements from other peers do not ask again
+ * the records, the others a HAVE naming each record's version: in wire
+ * version 2 a 32-bit digest of it (s_version_digest, kept per target in a
+ * dense array), in version 1 the fields progress_compare orders by (the
+ * holder cut to 8 bytes). A receiver asks the announcer (WANT) for the
+ * versions it lacks: a digest other than its own (an older version, rare,
+ * merges as nothing), or in version 1 a version newer than its own (weighed
+ * first against its digest, then the record). Most announced versions are
+ * the ones it holds, and the digest answers without touching the record; a
+ * digest equal by chance, one in 2^32, only leaves that version to the
+ * eager pushes and pulls. It marks each target asked for S_BIT_WANTED so
+ * that announcements from other peers do not ask again
  * until any copy of the record arrived or s_want_ms passed; the answer is a
  * PROGRESS at the announcement's hop, merged and forwarded like a push. A
  * node thus receives a change about push_eager + 1 times instead of
@@ -118,9 +120,11 @@
  *                 |  "docs": [{"id": bin32, "kind": uint, "size": uint}]}  feed
  *   WIRE_LEASE    | {"seq": uint}                      heartbeat
  *   WIRE_HAVE     | {"k": 0, "hop", "a": sender's address,
- *                 |  "plans": [bin32] <= 16, "v": bin of 36-byte versions,
+ *                 |  "plans": [bin32] <= 16, "v": bin of 36-byte versions
+ *                 |  (version 2: "d", bin of 12-byte index and digest),
  *                 |  "hops"?: bin of a hop per version, when they differ}
- *                 |  announcement (lazy push; s_have_put has the layout)
+ *                 |  announcement (lazy push; s_have_put and s_have_put2
+ *                 |  have the layouts)
  *   WIRE_HAVE     | {"k": 1, "hop", "p": bin32 plan id, "i": bin of u32 indices,
  *                 |  "hs"?: bin of a hop per index, when they differ}
  *                 |  request for announced records, answered by PROGRESS
@@ -177,6 +181,7 @@
 #define S_HINT_DOCS          4u  /* documents named in one PROGRESS message */
 #define S_HAVE_PLANS         16u /* plans named in one HAVE message */
 #define S_HAVE_ENTRY         36u /* bytes of one announced version (s_have_put) */
+#define S_HAVE_ENTRY2        12u /* the same in version 2: index and digest (s_have_put2) */
 #define S_HAVE_HOLDER        8u  /* holder id bytes an announcement carries */
 #define S_MAX_WANTS          65536u
 #define S_NO_HOP             UINT32_MAX
@@ -204,19 +209,6 @@ enum {
 };
 
 enum { S_FRESH = 0, S_TAKEOVER, S_RECLAIM };
-
-/* A 32-bit digest of what an announcement says of a record (the fields
- * progress_compare orders by, the holder cut to S_HAVE_HOLDER bytes). */
-static uint32_t s_version_digest(const progress_rec_t *r)
-{
-    uint64_t h = rng_mix64(((uint64_t) r->epoch << 32 | r->generation) ^ 0x243f6a8885a308d3ull);
-    h = rng_mix64(h ^ ((uint64_t) r->attempt << 32 | (uint32_t) r->state << 8 | r->step));
-    uint64_t holder;
-    memcpy(&holder, r->holder, sizeof holder);
-    h = rng_mix64(h ^ holder);
-    h = rng_mix64(h ^ r->finished_ms);
-    return (uint32_t) (h >> 32);
-}
 /* S_DOC_LOST: assembled but not handed over (output queue full): fetched
  * again when heard of. */
 enum { S_DOC_HAVE = 1, S_DOC_VERIFYING, S_DOC_REJECTED, S_DOC_LOST };
@@ -945,6 +937,19 @@ static uint64_t s_get_le64(const uint8_t *b)
     return (uint64_t) s_get_le32(b) | (uint64_t) s_get_le32(b + 4) << 32;
 }
 
+/* A 32-bit digest of what an announcement says of a record (the fields
+ * progress_compare orders by, the holder cut to S_HAVE_HOLDER bytes).
+ * Version 2 announcements carry it: it is part of the wire format, the
+ * same on every host and in every build that speaks version 2. */
+static uint32_t s_version_digest(const progress_rec_t *r)
+{
+    uint64_t h = rng_mix64(((uint64_t) r->epoch << 32 | r->generation) ^ 0x243f6a8885a308d3ull);
+    h = rng_mix64(h ^ ((uint64_t) r->attempt << 32 | (uint32_t) r->state << 8 | r->step));
+    h = rng_mix64(h ^ s_get_le64(r->holder));
+    h = rng_mix64(h ^ r->finished_ms);
+    return (uint32_t) (h >> 32);
+}
+
 /* One record in wire version 2 ("rb"): S_REC_HEAD bytes little-endian, then
  * its error text (no NUL):
  *    0 plan (u16, its position in the message's "plans")
@@ -1116,6 +1121,27 @@ static bool s_hops_mixed(const uint8_t *hops, uint32_t n, uint8_t *min)
     return n > 0 && lo != hi;
 }
 
+/* The n peers (indices into mem) in *sorted, those that read wire version
+ * 2 first (*n2 of them): in `small` (S_MAX_FANOUT entries) when they fit,
+ * else in an allocation the caller frees. False when out of memory. */
+static bool s_peers_by_version(const fleet_t *f, const uint32_t *peers, uint32_t n, uint32_t *small,
+                               uint32_t **sorted, uint32_t *n2)
+{
+    uint32_t *v = small;
+    if (n > S_MAX_FANOUT && !(v = malloc((size_t) n * sizeof *v)))
+        return false;
+    uint32_t x = 0;
+    for (uint32_t k = 0; k < n; k++)
+        if (f->mem[peers[k]].pub.wire >= 2)
+            v[x++] = peers[k];
+    *n2 = x;
+    for (uint32_t k = 0; k < n; k++)
+        if (f->mem[peers[k]].pub.wire < 2)
+            v[x++] = peers[k];
+    *sorted = v;
+    return true;
+}
+
 /* One PROGRESS message of the n records of refs at `version` (see
  * s_send_items), with the documents of their plans; queued for each of the
  * peers. Returns true when it was sent. */
@@ -1156,16 +1182,9 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, 
 {
     if (n == 0 || n_peers == 0)
         return;
-    /* the peers by the version they read: version 2 first */
-    uint32_t by_version[S_MAX_FANOUT], *sorted = by_version, n2 = 0;
-    if (n_peers > S_MAX_FANOUT && !(sorted = malloc((size_t) n_peers * sizeof *sorted)))
+    uint32_t small[S_MAX_FANOUT], *sorted, n2;
+    if (!s_peers_by_version(f, peers, n_peers, small, &sorted, &n2))
         return; /* pulls carry them */
-    for (uint32_t k = 0; k < n_peers; k++)
-        if (f->mem[peers[k]].pub.wire >= 2)
-            sorted[n2++] = peers[k];
-    for (uint32_t k = 0, x = n2; k < n_peers; k++)
-        if (f->mem[peers[k]].pub.wire < 2)
-            sorted[x++] = peers[k];
     uint32_t at = 0;
     while (at < n) {
         uint32_t cnt = 0, slots[S_REC_PLANS], n_plans = 0;
@@ -1207,7 +1226,7 @@ static void s_send_items(fleet_t *f, const uint32_t *refs, const uint8_t *hops, 
             f->stats.records_out += cnt;
         at += cnt;
     }
-    if (sorted != by_version)
+    if (sorted != small)
         free(sorted);
 }
 
@@ -1297,16 +1316,29 @@ static void s_have_get(const uint8_t *b, uint32_t *plan, uint32_t *index, progre
     r->finished_ms = s_get_le64(b + 28);
 }
 
-/* One announcement of n entries; hops[k] is entry k's hop. The message's
- * hop is the smallest; "hops" (a byte per entry) goes with it only when
- * they differ. */
-static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint32_t n_plans,
-                         const uint8_t *entries, const uint8_t *hops, uint32_t n,
+/* Version 2: S_HAVE_ENTRY2 bytes little-endian: plan (u16, its position in
+ * the message's "plans"), zero (u16), index, and the digest of the version
+ * (s_version_digest), u32 each. */
+static void s_have_put2(uint8_t *b, uint32_t plan, uint32_t index, uint32_t digest)
+{
+    b[0] = (uint8_t) plan;
+    b[1] = (uint8_t) (plan >> 8);
+    b[2] = b[3] = 0;
+    s_put_le32(b + 4, index);
+    s_put_le32(b + 8, digest);
+}
+
+/* One announcement of n entries at `version` ("v": S_HAVE_ENTRY-byte
+ * versions; version 2, "d": S_HAVE_ENTRY2-byte digests); hops[k] is entry
+ * k's hop. The message's hop is the smallest; "hops" (a byte per entry)
+ * goes with it only when they differ. */
+static void s_have_flush(fleet_t *f, uint32_t version, const uint8_t (*plans)[FLEET_ID_LEN],
+                         uint32_t n_plans, const uint8_t *entries, const uint8_t *hops, uint32_t n,
                          const uint32_t *peers, uint32_t n_peers)
 {
     uint8_t hop;
     bool mixed = s_hops_mixed(hops, n, &hop);
-    wire_writer_t *w = wire_writer_new(WIRE_HAVE, f->self, mixed ? 6 : 5);
+    wire_writer_t *w = wire_writer_new_version(version, WIRE_HAVE, f->self, mixed ? 6 : 5);
     if (!w)
         return;
     wire_put_u64(w, "k", 0);
@@ -1317,25 +1349,29 @@ static void s_have_flush(fleet_t *f, const uint8_t (*plans)[FLEET_ID_LEN], uint3
     msgpack_pack_array(pk, n_plans);
     for (uint32_t k = 0; k < n_plans; k++)
         msgpack_pack_bin_with_body(pk, plans[k], FLEET_ID_LEN);
-    wire_put_bin(w, "v", entries, (size_t) n * S_HAVE_ENTRY);
+    if (version >= 2)
+        wire_put_bin(w, "d", entries, (size_t) n * S_HAVE_ENTRY2);
+    else
+        wire_put_bin(w, "v", entries, (size_t) n * S_HAVE_ENTRY);
     if (mixed)
         wire_put_bin(w, "hops", hops, n);
     if (s_send_peers(f, &w, WIRE_HAVE, peers, n_peers))
         f->stats.haves_out += n;
 }
 
-/* Announces the versions of target refs (HAVE) to each of the peers,
- * hops[k] being ref k's hop. */
-static void s_send_have(fleet_t *f, const uint32_t *refs, const uint8_t *hops, uint32_t n,
-                        const uint32_t *peers, uint32_t n_peers)
+/* Announces the versions of target refs (HAVE) at `version` to each of the
+ * peers, hops[k] being ref k's hop. A version 2 entry is read from the
+ * digests alone, not the records. */
+static void s_send_have_version(fleet_t *f, uint32_t version, const uint32_t *refs,
+                                const uint8_t *hops, uint32_t n, const uint32_t *peers,
+                                uint32_t n_peers)
 {
-    if (n == 0 || n_peers == 0)
-        return;
+    size_t esize = version >= 2 ? S_HAVE_ENTRY2 : S_HAVE_ENTRY;
     uint32_t cap = n < FLEET_MAX_FEED_ITEMS ? n : FLEET_MAX_FEED_ITEMS;
-    uint8_t *entries = malloc((size_t) cap * (S_HAVE_ENTRY + 1));
+    uint8_t *entries = malloc((size_t) cap * (esize + 1));
     if (!entries)
         return; /* the eager peers and pulls carry them */
-    uint8_t *entry_hops = entries + (size_t) cap * S_HAVE_ENTRY;
+    uint8_t *entry_hops = entries + (size_t) cap * esize;
     uint8_t plans[S_HAVE_PLANS][FLEET_ID_LEN];
     uint32_t slots[S_HAVE_PLANS];
     uint32_t n_plans = 0, cnt = 0;
@@ -1345,21 +1381,44 @@ static void s_send_have(fleet_t *f, const uint32_t *refs, const uint8_t *hops, u
         while (x < n_plans && slots[x] != slot)
             x++;
         if (cnt == cap || (x == n_plans && n_plans == S_HAVE_PLANS)) {
-            s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, entry_hops,
-                         cnt, peers, n_peers);
+            s_have_flush(f, version, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries,
+                         entry_hops, cnt, peers, n_peers);
             cnt = n_plans = x = 0;
         }
         if (x == n_plans) {
             slots[n_plans] = slot;
             memcpy(plans[n_plans++], f->plans[slot]->id, FLEET_ID_LEN);
         }
+        const s_plan_t *p = f->plans[slot];
         uint32_t i = refs[k] & S_INDEX_MASK;
         entry_hops[cnt] = hops[k];
-        s_have_put(entries + (size_t) cnt++ * S_HAVE_ENTRY, x, i, &f->plans[slot]->t[i].rec);
+        uint8_t *e = entries + (size_t) cnt++ * esize;
+        if (version >= 2)
+            s_have_put2(e, x, i, p->vd[i]);
+        else
+            s_have_put(e, x, i, &p->t[i].rec);
     }
-    s_have_flush(f, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, entry_hops, cnt,
-                 peers, n_peers);
+    s_have_flush(f, version, (const uint8_t(*)[FLEET_ID_LEN]) plans, n_plans, entries, entry_hops,
+                 cnt, peers, n_peers);
     free(entries);
+}
+
+/* Announces the versions of target refs (HAVE) to each of the peers, in the
+ * form each reads, hops[k] being ref k's hop. */
+static void s_send_have(fleet_t *f, const uint32_t *refs, const uint8_t *hops, uint32_t n,
+                        const uint32_t *peers, uint32_t n_peers)
+{
+    if (n == 0 || n_peers == 0)
+        return;
+    uint32_t small[S_MAX_FANOUT], *sorted, n2;
+    if (!s_peers_by_version(f, peers, n_peers, small, &sorted, &n2))
+        return; /* the eager peers and pulls carry them */
+    if (n2 > 0)
+        s_send_have_version(f, 2, refs, hops, n, sorted, n2);
+    if (n2 < n_peers)
+        s_send_have_version(f, 1, refs, hops, n, sorted + n2, n_peers - n2);
+    if (sorted != small)
+        free(sorted);
 }
 
 static uint64_t s_want_ms(const fleet_t *f)
@@ -1432,9 +1491,27 @@ static int s_get_hops(const msgpack_object *body, const char *key, uint32_t n, c
 /* HAVE: asks the sender for every announced version newer than ours (and
  * for the records of plans not known yet, which wait as orphans for their
  * document). One WANT per plan named. */
-static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *body,
+/* Whether announcement entry e says target i of p has a version this node
+ * lacks. Version 2 names only the version's digest: any other digest is
+ * asked for (an older version is rare and merges as nothing). Version 1
+ * names the version: asked for when newer. */
+static bool s_have_newer(const s_plan_t *p, uint32_t i, const uint8_t *e, bool v2)
+{
+    if (v2)
+        return s_get_le32(e + 8) != p->vd[i];
+    progress_rec_t r;
+    uint32_t plan, index;
+    s_have_get(e, &plan, &index, &r);
+    return p->vd[i] != s_version_digest(&r) &&
+           progress_compare_prefix(&r, &p->t[i].rec, S_HAVE_HOLDER) > 0;
+}
+
+static int s_on_have_announce(fleet_t *f, uint64_t now, const wire_msg_t *msg,
                               const s_member_t *from)
 {
+    const msgpack_object *body = &msg->body;
+    bool v2 = msg->version >= 2;
+    size_t esize = v2 ? S_HAVE_ENTRY2 : S_HAVE_ENTRY;
     uint32_t hop;
     const msgpack_object_array *plans;
     const uint8_t *v, *hops;
@@ -1443,18 +1520,17 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
     if (s_get_u32(body, "hop", S_MAX_HOPS, &hop) != 0 ||
         wire_get_str(body, "a", address, sizeof address) != 0 ||
         wire_get_array(body, "plans", &plans, S_HAVE_PLANS) != 0 ||
-        wire_get_bin(body, "v", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * S_HAVE_ENTRY) != 0 ||
-        len % S_HAVE_ENTRY != 0 ||
-        s_get_hops(body, "hops", (uint32_t) (len / S_HAVE_ENTRY), &hops) != 0)
+        wire_get_bin(body, v2 ? "d" : "v", &v, &len, (size_t) FLEET_MAX_FEED_ITEMS * esize) != 0 ||
+        len % esize != 0 || s_get_hops(body, "hops", (uint32_t) (len / esize), &hops) != 0)
         return GG_EMALFORMED;
     uint8_t ids[S_HAVE_PLANS][FLEET_ID_LEN];
     for (uint32_t k = 0; k < plans->size; k++)
         if (wire_obj_bin_exact(&plans->ptr[k], ids[k], FLEET_ID_LEN) != 0)
             return GG_EMALFORMED;
-    uint32_t n = (uint32_t) (len / S_HAVE_ENTRY);
+    uint32_t n = (uint32_t) (len / esize);
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t plan = (uint32_t) v[(size_t) k * S_HAVE_ENTRY] |
-                        (uint32_t) v[(size_t) k * S_HAVE_ENTRY + 1] << 8;
+        uint32_t plan = (uint32_t) v[(size_t) k * esize] | (uint32_t) v[(size_t) k * esize + 1]
+                                                               << 8;
         if (plan >= plans->size)
             return GG_EMALFORMED;
     }
@@ -1467,15 +1543,15 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
     if (!want)
         return 0;
     uint8_t *want_hops = want + (size_t) n * 4;
-    /* each version is weighed against a record of ours, likely out of the
-     * cache: ask for them all before the first is read */
+    /* each version is weighed first against our digest of the record, likely
+     * out of the cache: ask for them all before the first is read */
     s_plan_t *known[S_HAVE_PLANS];
     for (uint32_t x = 0; x < plans->size; x++)
         known[x] = s_plan(f, ids[x]);
     for (uint32_t k = 0; k < n; k++) {
-        const uint8_t *e = v + (size_t) k * S_HAVE_ENTRY;
+        const uint8_t *e = v + (size_t) k * esize;
         const s_plan_t *p = known[(uint32_t) e[0] | (uint32_t) e[1] << 8];
-        uint32_t i = s_get_le32(e + 4);
+        uint32_t i = s_get_le32(e + 4); /* the index, in both forms */
         if (p && i < p->n)
             __builtin_prefetch(&p->vd[i]);
     }
@@ -1483,20 +1559,16 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const msgpack_object *bo
         s_plan_t *p = known[x];
         uint32_t m = 0;
         for (uint32_t k = 0; k < n; k++) {
-            const uint8_t *e = v + (size_t) k * S_HAVE_ENTRY;
-            progress_rec_t r;
-            uint32_t plan, i;
+            const uint8_t *e = v + (size_t) k * esize;
             if (((uint32_t) e[0] | (uint32_t) e[1] << 8) != x)
                 continue; /* another plan's entry */
-            s_have_get(e, &plan, &i, &r);
+            uint32_t i = s_get_le32(e + 4);
             if (p) {
                 if (i >= p->n) {
                     f->stats.malformed++;
                     continue;
                 }
-                if (p->vd[i] == s_version_digest(&r) ||
-                    progress_compare_prefix(&r, &p->t[i].rec, S_HAVE_HOLDER) <= 0 ||
-                    !s_want_mark(f, p, i, now))
+                if (!s_have_newer(p, i, e, v2) || !s_want_mark(f, p, i, now))
                     continue;
             } else if (i >= FLEET_MAX_TARGETS) {
                 f->stats.malformed++;
@@ -1552,8 +1624,7 @@ static int s_on_have(fleet_t *f, uint64_t now, const wire_msg_t *msg, const s_me
     uint32_t k;
     if (s_get_u32(&msg->body, "k", 1, &k) != 0)
         return GG_EMALFORMED;
-    return k == 0 ? s_on_have_announce(f, now, &msg->body, from)
-                  : s_on_have_want(f, &msg->body, from);
+    return k == 0 ? s_on_have_announce(f, now, msg, from) : s_on_have_want(f, &msg->body, from);
 }
 
 /* One push round: up to S_PUSH_MSGS messages' worth of queued changes,

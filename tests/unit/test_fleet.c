@@ -899,6 +899,24 @@ static void test_malformed_messages(void)
             bad += variant < 2;
             wire_writer_destroy(&w);
         }
+        /* version 2: 12-byte entries (plan, index, digest) under "d" */
+        uint8_t d[24] = {0};
+        for (int variant = 0; variant < 4; variant++) {
+            wire_writer_t *w = wire_writer_new_version(2, WIRE_HAVE, peer, 5);
+            wire_put_u64(w, "k", 0);
+            wire_put_u64(w, "hop", 1);
+            wire_put_str(w, "a", "tcp://p:1");
+            wire_put_key(w, "plans");
+            msgpack_pack_array(wire_writer_packer(w), 1);
+            msgpack_pack_bin_with_body(wire_writer_packer(w), pid, sizeof pid);
+            d[12] = variant == 1 ? 1 : 0; /* plan 1 of a list of 1 */
+            /* 0: not whole entries; 1: a plan not listed; 2: version 1's
+             * "v" in a version 2 message; 3: valid */
+            wire_put_bin(w, variant == 2 ? "v" : "d", d, variant == 0 ? 23 : 24);
+            CHECK(s_feed(f, w) == (variant < 3 ? GG_EMALFORMED : 0));
+            bad += variant < 3;
+            wire_writer_destroy(&w);
+        }
         wire_writer_t *w = wire_writer_new(WIRE_HAVE, peer, 4);
         wire_put_u64(w, "k", 1);
         wire_put_u64(w, "hop", 1);
