@@ -571,16 +571,21 @@ static uint32_t s_entry_slot(uint64_t e)
     return (uint32_t) e - 1;
 }
 
-static uint32_t s_find(const membership_t *m, const uint8_t id[MEMBER_ID_LEN])
+/* The slot of id, whose s_id_hash is h; S_NONE when unknown. */
+static uint32_t s_find_hashed(const membership_t *m, const uint8_t id[MEMBER_ID_LEN], uint64_t h)
 {
     uint32_t mask = m->hash_cap - 1;
-    uint64_t h = s_id_hash(id);
     for (uint32_t i = (uint32_t) h & mask; m->hash[i]; i = (i + 1) & mask) {
         uint64_t e = m->hash[i];
         if (e >> 32 == h >> 32 && s_id_eq(m->hot[s_entry_slot(e)].id, id))
             return s_entry_slot(e);
     }
     return S_NONE;
+}
+
+static uint32_t s_find(const membership_t *m, const uint8_t id[MEMBER_ID_LEN])
+{
+    return s_find_hashed(m, id, s_id_hash(id));
 }
 
 /* Updates are applied one after another, but their table entries and
@@ -1151,9 +1156,10 @@ static void s_apply_self(membership_t *m, uint64_t now, const member_update_t *u
     s_refute(m, now, u->incarnation);
 }
 
-/* Applies one update learnt from `from` (piggyback, header or merge). */
-static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, const uint8_t *from,
-                    bool merge)
+/* Applies one update learnt from `from` (piggyback, header or merge);
+ * id_hash is s_id_hash(u->id). */
+static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, uint64_t id_hash,
+                    const uint8_t *from, bool merge)
 {
     if (u->state > MEMBER_LEFT || !u->address[0])
         return;
@@ -1161,7 +1167,7 @@ static void s_apply(membership_t *m, uint64_t now, const member_update_t *u, con
         s_apply_self(m, now, u);
         return;
     }
-    uint32_t slot = s_find(m, u->id);
+    uint32_t slot = s_find_hashed(m, u->id, id_hash);
     if (slot == S_NONE) {
         if (u->state != MEMBER_ALIVE)
             return;
@@ -1417,7 +1423,7 @@ static void s_probe_fail(membership_t *m, uint64_t now)
     u.incarnation = pr->incarnation;
     u.has_accuser = true;
     memcpy(u.accuser, s_self(m)->pub.id, MEMBER_ID_LEN);
-    s_apply(m, now, &u, s_self(m)->pub.id, false);
+    s_apply(m, now, &u, s_id_hash(u.id), s_self(m)->pub.id, false);
 }
 
 static void s_probe_tick(membership_t *m, uint64_t now)
@@ -1839,7 +1845,7 @@ int membership_handle(membership_t *m, uint64_t now_ms, const uint8_t from_id[ME
     }
 
     /* The sender's own record: authoritative for itself. */
-    s_apply(m, now_ms, &msg->sender, from_id, false);
+    s_apply(m, now_ms, &msg->sender, s_id_hash(msg->sender.id), from_id, false);
     uint32_t from_slot = s_find(m, from_id);
     if (from_slot != S_NONE)
         m->slots[from_slot].pub.view_checksum = msg->checksum;
@@ -1855,6 +1861,7 @@ int membership_handle(membership_t *m, uint64_t now_ms, const uint8_t from_id[ME
     for (uint32_t i = 0; i < n && i < S_AHEAD; i++)
         s_fetch_slot(m, ring[i % S_RING]);
     for (uint32_t i = 0; i < n; i++) {
+        uint64_t h = ring[i % S_RING]; /* its place is taken by update i + 2 * S_AHEAD */
         if (i + S_AHEAD < n)
             s_fetch_slot(m, ring[(i + S_AHEAD) % S_RING]);
         if (i + 2 * S_AHEAD < n) {
@@ -1863,7 +1870,7 @@ int membership_handle(membership_t *m, uint64_t now_ms, const uint8_t from_id[ME
         }
         if (s_id_eq(msg->updates[i].id, from_id))
             continue;
-        s_apply(m, now_ms, &msg->updates[i], from_id, full);
+        s_apply(m, now_ms, &msg->updates[i], h, from_id, full);
     }
 
     from_slot = s_find(m, from_id);
