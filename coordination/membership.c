@@ -745,6 +745,13 @@ static void s_emit_send(membership_t *m, const uint8_t *to_id, const char *to_ad
         o->to_id_known = true;
         memcpy(o->to_id, to_id, MEMBER_ID_LEN);
     }
+    /* version 2 to a member that reads it, when this node speaks it; a
+     * seed known by address only, or an older node, gets version 1 */
+    uint32_t slot = to_id ? s_find(m, to_id) : S_NONE;
+    msg->wire_version = slot != S_NONE && (m->slots[slot].pub.flags & MEMBER_FLAG_WIRE2) &&
+                                (s_self(m)->pub.flags & MEMBER_FLAG_WIRE2)
+                            ? 2
+                            : WIRE_MIN_VERSION;
     s_copy_str(o->to_address, sizeof o->to_address, to_address);
     o->msg = msg;
 }

@@ -58,9 +58,11 @@
 #define MEMBER_FLAG_DRAINING 0x1u /* takes no new work (scale-down, `gaggle drain`) */
 #define MEMBER_FLAG_RETIRING 0x2u /* the fleet's scaler chose it to go: draining, then stopped */
 #define MEMBER_FLAG_ELASTIC  0x4u /* the fleet's scaler may retire it (scale.elastic) */
-/* Capability: reads wire version 2 (fleet records in binary, fleet.c). Set on
- * this node's own record from its first incarnation (membership_new); a
- * member without it is an older node and gets version 1 forms only. */
+/* Capability: reads and speaks wire version 2 (membership updates packed,
+ * fleet records and announcements in binary). Set on this node's own record
+ * from its first incarnation (membership_new); a member without it is an
+ * older node and gets version 1 forms only, and a node whose own record
+ * lacks it speaks version 1 only. */
 #define MEMBER_FLAG_WIRE2 0x8u
 
 typedef enum { MEMBER_ALIVE = 0, MEMBER_SUSPECT, MEMBER_DEAD, MEMBER_LEFT } member_state_t;
@@ -143,6 +145,10 @@ typedef struct {
     uint32_t n_updates;
     uint32_t max_updates; /* capacity of `updates` */
     member_update_t *updates;
+    /* the wire version to encode it at: 1 (membership_msg_new), or 2 for a
+     * peer whose record carries MEMBER_FLAG_WIRE2 (set by the state machine
+     * on its SEND outputs); a decoded message has the version it came in */
+    uint32_t wire_version;
 } membership_msg_t;
 
 /* True for the wire types this module handles. */
@@ -153,7 +159,9 @@ bool membership_msg_type_known(uint32_t wire_type);
 membership_msg_t *membership_msg_new(uint32_t type, uint32_t max_updates);
 void membership_msg_destroy(membership_msg_t **self_p);
 
-/* Encodes msg as one wire envelope whose sender is msg->sender.id. On success
+/* Encodes msg as one wire envelope at msg->wire_version (updates as an array
+ * of arrays in version 1, as one bin of packed updates in version 2), whose
+ * sender is msg->sender.id. On success
  * *data is a malloc'd buffer of *len bytes (the caller frees it). Returns 0,
  * GG_EINVAL (unknown type, bad field), GG_ETOOBIG or GG_ENOMEM. */
 int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *len);

@@ -15,7 +15,12 @@
  *              incarnation u64, flags u64 (, accuser bin32 | nil)]; at most
  *              MEMBERSHIP_MAX_SYNC for SYNC/SYNC_REPLY, else
  *              MEMBERSHIP_MAX_PIGGYBACK; extra trailing elements are ignored
- *              (room for later versions)
+ *              (room for later versions).
+ *        bin   in wire version 2: the same updates packed one after another,
+ *              each S_PACKED_HEAD bytes (id 32, state u8, name length u8,
+ *              address length u8, accuser u8 (0 or 1), flags u32 LE,
+ *              incarnation u64 LE), then the accuser's id when it has one,
+ *              then name and address (no NUL); the same bounds
  *   "q"  u64   probe sequence number                  (PING, ACK, PING_REQ, NACK)
  *   "ti" bin32 target id                              (PING, ACK, PING_REQ, NACK)
  *   "ta" str   target address, non-empty              (PING_REQ)
@@ -31,6 +36,8 @@
 
 #define S_UPDATE_MIN_FIELDS 6
 #define S_UPDATE_MAX_FIELDS 16
+#define S_PACKED_HEAD       48 /* a version 2 update before accuser, name, address */
+#define S_PACKED_MAX        (S_PACKED_HEAD + MEMBER_ID_LEN + MEMBER_NAME_MAX + MEMBER_ADDRESS_MAX)
 
 bool membership_msg_type_known(uint32_t type)
 {
@@ -65,6 +72,7 @@ membership_msg_t *membership_msg_new(uint32_t type, uint32_t max_updates)
     if (!msg)
         return NULL;
     msg->type = type;
+    msg->wire_version = WIRE_MIN_VERSION;
     if (max_updates > 0) {
         msg->updates = calloc(max_updates, sizeof *msg->updates);
         if (!msg->updates) {
@@ -127,6 +135,73 @@ static int s_pack_update(msgpack_packer *pk, const member_update_t *u)
     return 0;
 }
 
+static void s_put_le(uint8_t *b, uint64_t v, int n)
+{
+    for (int k = 0; k < n; k++)
+        b[k] = (uint8_t) (v >> (8 * k));
+}
+
+static uint64_t s_get_le(const uint8_t *b, int n)
+{
+    uint64_t v = 0;
+    for (int k = n - 1; k >= 0; k--)
+        v = v << 8 | b[k];
+    return v;
+}
+
+/* One update packed (version 2) into b (S_PACKED_MAX bytes); returns its
+ * size. */
+static size_t s_packed_put(uint8_t *b, const member_update_t *u)
+{
+    size_t nl = strlen(u->name), al = strlen(u->address);
+    memcpy(b, u->id, MEMBER_ID_LEN);
+    b[32] = (uint8_t) u->state;
+    b[33] = (uint8_t) nl;
+    b[34] = (uint8_t) al;
+    b[35] = u->has_accuser ? 1 : 0;
+    s_put_le(b + 36, u->flags, 4);
+    s_put_le(b + 40, u->incarnation, 8);
+    size_t at = S_PACKED_HEAD;
+    if (u->has_accuser) {
+        memcpy(b + at, u->accuser, MEMBER_ID_LEN);
+        at += MEMBER_ID_LEN;
+    }
+    memcpy(b + at, u->name, nl);
+    memcpy(b + at + nl, u->address, al);
+    return at + nl + al;
+}
+
+/* Reads the packed update at b (left bytes to the end) into u, if u is not
+ * NULL. Returns its size, or 0 when it is malformed: cut short, a state, a
+ * length or the accuser byte out of range, an empty address, a NUL in a
+ * string. */
+static size_t s_packed_get(const uint8_t *b, size_t left, member_update_t *u)
+{
+    if (left < S_PACKED_HEAD)
+        return 0;
+    size_t nl = b[33], al = b[34], acc = b[35] ? MEMBER_ID_LEN : 0;
+    if (b[32] > MEMBER_LEFT || nl > MEMBER_NAME_MAX || al == 0 || b[35] > 1 ||
+        left - S_PACKED_HEAD < acc + nl + al)
+        return 0;
+    const uint8_t *name = b + S_PACKED_HEAD + acc, *address = name + nl;
+    if (memchr(name, '\0', nl) || memchr(address, '\0', al))
+        return 0;
+    if (u) {
+        memcpy(u->id, b, MEMBER_ID_LEN);
+        u->state = (member_state_t) b[32];
+        u->has_accuser = acc != 0;
+        if (acc)
+            memcpy(u->accuser, b + S_PACKED_HEAD, MEMBER_ID_LEN);
+        u->flags = (uint32_t) s_get_le(b + 36, 4);
+        u->incarnation = s_get_le(b + 40, 8);
+        memcpy(u->name, name, nl);
+        u->name[nl] = '\0';
+        memcpy(u->address, address, al);
+        u->address[al] = '\0';
+    }
+    return S_PACKED_HEAD + acc + nl + al;
+}
+
 int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *len)
 {
     if (!msg || !data || !len)
@@ -146,8 +221,11 @@ int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *l
             return GG_EINVAL;
 
     int rc = 0;
+    if (msg->wire_version < WIRE_MIN_VERSION || msg->wire_version > WIRE_VERSION)
+        return GG_EINVAL;
+    bool packed = msg->wire_version >= 2;
     uint32_t fields = 7 + (s_has_seq(type) ? 2 : 0) + (type == WIRE_PING_REQ ? 1 : 0);
-    wire_writer_t *w = wire_writer_new(type, msg->sender.id, fields);
+    wire_writer_t *w = wire_writer_new_version(msg->wire_version, type, msg->sender.id, fields);
     if (!w)
         return GG_ENOMEM;
     wire_put_u64(w, "c", msg->checksum);
@@ -164,9 +242,23 @@ int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *l
         wire_put_str(w, "ta", msg->target_address);
     wire_put_key(w, "u");
     msgpack_packer *pk = wire_writer_packer(w);
-    rc = msgpack_pack_array(pk, msg->n_updates) != 0 ? GG_ENOMEM : 0;
-    for (uint32_t i = 0; i < msg->n_updates && rc == 0; i++)
-        rc = s_pack_update(pk, &msg->updates[i]);
+    if (packed) {
+        size_t total = 0;
+        for (uint32_t i = 0; i < msg->n_updates; i++) {
+            const member_update_t *u = &msg->updates[i];
+            total += S_PACKED_HEAD + (u->has_accuser ? MEMBER_ID_LEN : 0) + strlen(u->name) +
+                     strlen(u->address);
+        }
+        rc = msgpack_pack_bin(pk, total) != 0 ? GG_ENOMEM : 0;
+        uint8_t b[S_PACKED_MAX];
+        for (uint32_t i = 0; i < msg->n_updates && rc == 0; i++)
+            rc = msgpack_pack_bin_body(pk, b, s_packed_put(b, &msg->updates[i])) != 0 ? GG_ENOMEM
+                                                                                      : 0;
+    } else {
+        rc = msgpack_pack_array(pk, msg->n_updates) != 0 ? GG_ENOMEM : 0;
+        for (uint32_t i = 0; i < msg->n_updates && rc == 0; i++)
+            rc = s_pack_update(pk, &msg->updates[i]);
+    }
     /* A failed pack is usually the writer's size bound: let it say which. */
     const uint8_t *bytes = NULL;
     size_t n = 0;
@@ -249,15 +341,30 @@ int membership_msg_decode(const wire_msg_t *w, membership_msg_t **out)
         return GG_EMALFORMED;
     uint32_t max = s_is_full(w->type) ? MEMBERSHIP_MAX_SYNC : MEMBERSHIP_MAX_PIGGYBACK;
     const msgpack_object_array *arr = NULL;
-    int rc = s_req(wire_get_array(body, "u", &arr, max));
-    if (rc != 0)
-        return rc == GG_ENOMEM ? rc : GG_EMALFORMED;
-    if (!arr || arr->size > max)
-        return GG_EMALFORMED;
+    const uint8_t *packed = NULL;
+    size_t packed_len = 0;
+    uint32_t count = 0;
+    if (w->version >= 2) {
+        /* updates packed in one bin: every one checked (and counted) first */
+        if (s_req(wire_get_bin(body, "u", &packed, &packed_len, WIRE_MAX_MESSAGE)) != 0)
+            return GG_EMALFORMED;
+        for (size_t at = 0, n; at < packed_len; at += n, count++)
+            if (count == max || !(n = s_packed_get(packed + at, packed_len - at, NULL)))
+                return GG_EMALFORMED;
+    } else {
+        int rc = s_req(wire_get_array(body, "u", &arr, max));
+        if (rc != 0)
+            return rc == GG_ENOMEM ? rc : GG_EMALFORMED;
+        if (!arr || arr->size > max)
+            return GG_EMALFORMED;
+        count = arr->size;
+    }
 
-    membership_msg_t *msg = membership_msg_new(w->type, arr->size);
+    membership_msg_t *msg = membership_msg_new(w->type, count);
     if (!msg)
         return GG_ENOMEM;
+    msg->wire_version = w->version;
+    int rc;
     member_update_t *s = &msg->sender;
     memcpy(s->id, w->sender, MEMBER_ID_LEN);
     rc = GG_EMALFORMED;
@@ -275,7 +382,11 @@ int membership_msg_decode(const wire_msg_t *w, membership_msg_t **out)
         (s_req(wire_get_str(body, "ta", msg->target_address, MEMBER_ADDRESS_MAX)) != 0 ||
          !msg->target_address[0]))
         goto out;
-    for (uint32_t i = 0; i < arr->size; i++) {
+    for (size_t at = 0, n; packed && at < packed_len; at += n, msg->n_updates++)
+        if (msg->n_updates == count ||
+            !(n = s_packed_get(packed + at, packed_len - at, &msg->updates[msg->n_updates])))
+            goto out; /* checked above: cannot happen */
+    for (uint32_t i = 0; arr && i < arr->size; i++) {
         if (s_decode_update(&arr->ptr[i], &msg->updates[i]) != 0)
             goto out;
         msg->n_updates++;

@@ -17,7 +17,8 @@
  * (WIRE_VERSION - 1) as well, so a fleet upgrades host by host. A message is
  * written at the oldest version that has its form: wire_writer_new writes
  * WIRE_MIN_VERSION, which every peer reads; a form new in WIRE_VERSION
- * (version 2: fleet records in binary, fleet.c) is written with
+ * (version 2: membership updates packed, membership_codec.c; fleet records
+ * and announcements in binary, fleet.c) is written with
  * wire_writer_new_version and sent only to peers that advertise it
  * (MEMBER_FLAG_WIRE2 in their membership record). Unknown message types
  * decode fine (the dispatcher ignores them).

@@ -42,6 +42,10 @@ typedef struct {
     char name[32];
     char address[64];
     uint64_t incarnation; /* as "persisted" from MOUT_INCARNATION */
+    /* the newest wire version it reads and speaks (mn_init: WIRE_VERSION):
+     * below 2 it starts without MEMBER_FLAG_WIRE2, as an older node, and a
+     * message of a newer version is refused on arrival */
+    uint32_t wire_version;
 } mn_node_t;
 
 struct mini_net {
@@ -58,6 +62,7 @@ struct mini_net {
     size_t heap_n, heap_cap;
     uint64_t order;
     uint64_t sent, delivered, dropped, codec_errors, handle_errors;
+    uint64_t version_refused, delivered_version[WIRE_VERSION + 1];
     uint64_t trace; /* digest of every delivery, for determinism checks */
     mn_hook_fn *hook;
     void *hook_arg;
@@ -87,6 +92,7 @@ static inline int mn_init(mini_net_t *net, const membership_profile_t *profile, 
     net->encode = true;
     for (int i = 0; i < n; i++) {
         mn_node_id(i, net->nodes[i].id);
+        net->nodes[i].wire_version = WIRE_VERSION;
         snprintf(net->nodes[i].name, sizeof net->nodes[i].name, "node%d", i);
         snprintf(net->nodes[i].address, sizeof net->nodes[i].address, "tcp://node%d:7700", i);
     }
@@ -104,6 +110,9 @@ static inline int mn_start(mini_net_t *net, int i, uint64_t incarnation, int see
     if (!nd->m)
         return GG_ENOMEM;
     nd->incarnation = incarnation;
+    if (nd->wire_version < 2 &&
+        membership_set_flags(nd->m, net->now, membership_self(nd->m)->flags & ~MEMBER_FLAG_WIRE2))
+        return GG_EINVAL;
     if (seed >= 0 && membership_add_seed(nd->m, net->nodes[seed].address) != 0)
         return GG_EINVAL;
     return 0;
@@ -227,6 +236,12 @@ static inline void mn_deliver(mini_net_t *net, mn_packet_t *p)
             net->codec_errors++;
             return;
         }
+        if (w.version > to->wire_version) {
+            net->version_refused++;
+            wire_msg_release(&w);
+            return;
+        }
+        net->delivered_version[w.version]++;
         int rc = membership_msg_decode(&w, &msg);
         wire_msg_release(&w);
         if (rc != 0) {

@@ -1278,9 +1278,13 @@ static void test_codec_roundtrip(void)
 {
     const uint32_t types[] = {WIRE_PING,   WIRE_ACK,  WIRE_PING_REQ,   WIRE_NACK,
                               WIRE_GOSSIP, WIRE_SYNC, WIRE_SYNC_REPLY, WIRE_LEAVE};
-    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+    /* every type in both wire versions (updates as arrays; packed in a bin) */
+    for (size_t tv = 0; tv < 2 * sizeof types / sizeof types[0]; tv++) {
+        size_t t = tv / 2;
+        uint32_t version = tv % 2 ? 2 : 1;
         membership_msg_t *in = s_msg(3, types[t], 3);
         REQUIRE(in);
+        in->wire_version = version;
         in->seq = 0xfedcba9876543210ull;
         in->checksum = 0x0123456789abcdefull;
         in->sender.incarnation = UINT64_MAX;
@@ -1301,6 +1305,7 @@ static void test_codec_roundtrip(void)
         CHECK_EQ_INT(s_roundtrip(in, &out), 0);
         REQUIRE(out);
         CHECK_EQ_INT(out->type, types[t]);
+        CHECK_EQ_INT(out->wire_version, version);
         CHECK(s_update_eq(&out->sender, &in->sender));
         CHECK(out->checksum == in->checksum);
         CHECK_EQ_INT(out->n_updates, 3);
@@ -1328,10 +1333,15 @@ static void test_codec_roundtrip(void)
         snprintf(u->name, sizeof u->name, "host-%05u", i);
         snprintf(u->address, sizeof u->address, "tcp://10.0.%u.%u:7700", i / 256, i % 256);
     }
-    membership_msg_t *out = NULL;
-    CHECK_EQ_INT(s_roundtrip(big, &out), 0);
-    CHECK(out && out->n_updates == MEMBERSHIP_MAX_SYNC);
-    membership_msg_destroy(&out);
+    for (uint32_t version = 1; version <= 2; version++) {
+        big->wire_version = version;
+        membership_msg_t *out = NULL;
+        CHECK_EQ_INT(s_roundtrip(big, &out), 0);
+        CHECK(out && out->n_updates == MEMBERSHIP_MAX_SYNC);
+        for (uint32_t i = 0; out && i < out->n_updates; i += 97)
+            CHECK(s_update_eq(&out->updates[i], &big->updates[i]));
+        membership_msg_destroy(&out);
+    }
     membership_msg_destroy(&big);
 
     /* Encoding refuses what could not be decoded. */
@@ -1353,6 +1363,94 @@ static void test_codec_roundtrip(void)
     CHECK_EQ_INT(membership_msg_encode(bad, &data, &len), GG_EINVAL);
     membership_msg_destroy(&bad);
     CHECK(membership_msg_new(WIRE_SYNC, MEMBERSHIP_MAX_SYNC + 1) == NULL);
+}
+
+/* Version 2 updates, packed: a valid pair decodes; each broken variant of
+ * it is refused as a whole. */
+static int s_decode_packed(const uint8_t *u, size_t len)
+{
+    uint8_t sender[MEMBER_ID_LEN];
+    s_id(1, sender);
+    wire_writer_t *w = wire_writer_new_version(2, WIRE_GOSSIP, sender, 7);
+    wire_put_u64(w, "c", 1);
+    wire_put_str(w, "n", "node1");
+    wire_put_str(w, "a", "tcp://node1:7700");
+    wire_put_u64(w, "i", 1);
+    wire_put_u64(w, "st", 0);
+    wire_put_u64(w, "f", 0);
+    wire_put_bin(w, "u", u, len);
+    const uint8_t *data;
+    size_t n;
+    int rc = wire_writer_finish(w, &data, &n);
+    if (rc == 0) {
+        wire_msg_t msg;
+        rc = wire_decode(data, n, &msg);
+        if (rc == 0) {
+            membership_msg_t *out = NULL;
+            rc = membership_msg_decode(&msg, &out);
+            if (rc == 0) {
+                CHECK_EQ_INT(out->n_updates, 2);
+                CHECK_STR(out->updates[1].name, "b");
+                CHECK_STR(out->updates[1].address, "tcp://b:1");
+                CHECK(out->updates[1].has_accuser && out->updates[1].accuser[0] == 0xAC);
+                CHECK(out->updates[1].incarnation == 0x0102030405060708ull);
+                CHECK(out->updates[1].flags == 0x8u && out->updates[1].state == MEMBER_SUSPECT);
+            }
+            membership_msg_destroy(&out);
+            wire_msg_release(&msg);
+        }
+    }
+    wire_writer_destroy(&w);
+    return rc;
+}
+
+static void test_codec_packed_malformed(void)
+{
+    /* update 0: node 2, alive, "a" at tcp://a:1; update 1: node 3,
+     * suspect, accused by 0xAC.., "b" at tcp://b:1 */
+    uint8_t u[2 * 48 + 32 + 2 + 2 * 9] = {0};
+    size_t at = 0;
+    memset(u, 2, 32);
+    u[33] = 1, u[34] = 9, u[40] = 1;
+    memcpy(u + 48, "atcp://a:1", 10);
+    at = 58;
+    memset(u + at, 3, 32);
+    u[at + 32] = MEMBER_SUSPECT, u[at + 33] = 1, u[at + 34] = 9, u[at + 35] = 1, u[at + 36] = 0x8;
+    for (int k = 0; k < 8; k++)
+        u[at + 40 + k] = (uint8_t) (8 - k);
+    memset(u + at + 48, 0xAC, 32);
+    memcpy(u + at + 80, "btcp://b:1", 10);
+    size_t len = at + 90;
+    REQUIRE(len <= sizeof u);
+    CHECK_EQ_INT(s_decode_packed(u, len), 0);
+    CHECK_EQ_INT(s_decode_packed(u, len - 1), GG_EMALFORMED); /* cut short */
+    CHECK_EQ_INT(s_decode_packed(u, 47), GG_EMALFORMED);      /* less than a header */
+    uint8_t v[sizeof u];
+    const struct {
+        size_t off;
+        uint8_t val;
+    } bad[] = {
+        {32, 4},        /* state beyond LEFT */
+        {33, 65},       /* name longer than MEMBER_NAME_MAX */
+        {34, 0},        /* empty address */
+        {35, 2},        /* accuser byte neither 0 nor 1 */
+        {48, 0},        /* a NUL in the name */
+        {52, 0},        /* a NUL in the address */
+        {58 + 34, 200}, /* address beyond the bin */
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        memcpy(v, u, len);
+        v[bad[k].off] = bad[k].val;
+        CHECK_EQ_INT(s_decode_packed(v, len), GG_EMALFORMED);
+    }
+    /* more updates than a gossip message may carry */
+    size_t many = (size_t) (MEMBERSHIP_MAX_PIGGYBACK + 1) * 58;
+    uint8_t *m = malloc(many);
+    REQUIRE(m);
+    for (size_t k = 0; k < many; k += 58)
+        memcpy(m + k, u, 58);
+    CHECK_EQ_INT(s_decode_packed(m, many), GG_EMALFORMED);
+    free(m);
 }
 
 /* Builds an envelope of `type` from node 1 whose body is written by fn. */
@@ -1540,35 +1638,39 @@ static void test_codec_mutations(void)
             s_accuse(&in->updates[in->n_updates], 9);
         in->n_updates++;
     }
-    uint8_t *data = NULL;
-    size_t len = 0;
-    REQUIRE(membership_msg_encode(in, &data, &len) == 0);
     rng_t rng;
     rng_seed(&rng, 1234);
-    uint8_t *buf = malloc(len);
-    REQUIRE(buf);
-    int decoded = 0;
-    for (int iter = 0; iter < 20000; iter++) {
-        memcpy(buf, data, len);
-        int flips = 1 + (int) rng_below(&rng, 4);
-        for (int f = 0; f < flips; f++)
-            buf[rng_below(&rng, len)] = (uint8_t) rng_next(&rng);
-        size_t l = rng_below(&rng, 8) == 0 ? rng_below(&rng, len + 1) : len;
-        wire_msg_t w;
-        if (wire_decode(buf, l, &w) != 0)
-            continue;
-        membership_msg_t *out = NULL;
-        if (membership_msg_decode(&w, &out) == 0) {
-            decoded++;
-            CHECK(out->n_updates <= MEMBERSHIP_MAX_PIGGYBACK || out->type == WIRE_SYNC ||
-                  out->type == WIRE_SYNC_REPLY);
+    /* in both wire versions */
+    for (uint32_t version = 1; version <= 2; version++) {
+        in->wire_version = version;
+        uint8_t *data = NULL;
+        size_t len = 0;
+        REQUIRE(membership_msg_encode(in, &data, &len) == 0);
+        uint8_t *buf = malloc(len);
+        REQUIRE(buf);
+        int decoded = 0;
+        for (int iter = 0; iter < 20000; iter++) {
+            memcpy(buf, data, len);
+            int flips = 1 + (int) rng_below(&rng, 4);
+            for (int f = 0; f < flips; f++)
+                buf[rng_below(&rng, len)] = (uint8_t) rng_next(&rng);
+            size_t l = rng_below(&rng, 8) == 0 ? rng_below(&rng, len + 1) : len;
+            wire_msg_t w;
+            if (wire_decode(buf, l, &w) != 0)
+                continue;
+            membership_msg_t *out = NULL;
+            if (membership_msg_decode(&w, &out) == 0) {
+                decoded++;
+                CHECK(out->n_updates <= MEMBERSHIP_MAX_PIGGYBACK || out->type == WIRE_SYNC ||
+                      out->type == WIRE_SYNC_REPLY);
+            }
+            membership_msg_destroy(&out);
+            wire_msg_release(&w);
         }
-        membership_msg_destroy(&out);
-        wire_msg_release(&w);
+        CHECK(decoded > 0);
+        free(buf);
+        free(data);
     }
-    CHECK(decoded > 0);
-    free(buf);
-    free(data);
     membership_msg_destroy(&in);
 }
 
@@ -1694,6 +1796,34 @@ static void test_net_join_converges(void)
     for (int i = 0; i < net.n; i++)
         suspicions += membership_stats(net.nodes[i].m)->suspicions;
     CHECK_EQ_INT(suspicions, 0);
+    CHECK_EQ_INT(net.codec_errors, 0);
+    CHECK_EQ_INT(net.handle_errors, 0);
+    mn_free(&net);
+}
+
+/* A fleet halfway through an upgrade: nodes 1, 3, 5 and 7 speak wire
+ * version 1 only and start without MEMBER_FLAG_WIRE2. Every message a node
+ * gets is one it reads, both versions are in use, and the views converge
+ * with no suspicion. */
+static void test_net_mixed_versions(void)
+{
+    mini_net_t net;
+    membership_profile_t p = s_profile();
+    REQUIRE(mn_init(&net, &p, 8, 12) == 0);
+    for (int i = 1; i < 8; i += 2)
+        net.nodes[i].wire_version = 1;
+    for (int i = 0; i < 8; i++)
+        REQUIRE(mn_start(&net, i, 1, i == 0 ? -1 : 0) == 0);
+    CHECK(mn_run_until_pred(&net, net.now + 5000, s_converged, NULL));
+    mn_run_until(&net, net.now + 10000);
+    CHECK(s_converged(&net, NULL));
+    for (int i = 0; i < 8; i++) {
+        const member_t *self = membership_self(net.nodes[i].m);
+        CHECK(((self->flags & MEMBER_FLAG_WIRE2) != 0) == (i % 2 == 0));
+        CHECK_EQ_INT(membership_stats(net.nodes[i].m)->suspicions, 0);
+    }
+    CHECK_EQ_INT(net.version_refused, 0);
+    CHECK(net.delivered_version[1] > 0 && net.delivered_version[2] > 0);
     CHECK_EQ_INT(net.codec_errors, 0);
     CHECK_EQ_INT(net.handle_errors, 0);
     mn_free(&net);
@@ -1880,8 +2010,10 @@ int main(void)
     GG_RUN(test_sync_is_bounded);
     GG_RUN(test_codec_roundtrip);
     GG_RUN(test_codec_malformed);
+    GG_RUN(test_codec_packed_malformed);
     GG_RUN(test_codec_mutations);
     GG_RUN(test_net_join_converges);
+    GG_RUN(test_net_mixed_versions);
     GG_RUN(test_net_deterministic);
     GG_RUN(test_net_crash_and_restart);
     GG_RUN(test_net_restart_without_seed);
