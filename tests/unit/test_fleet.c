@@ -1007,20 +1007,34 @@ static void test_malformed_messages(void)
 /* ------------------------------------------------------------------ */
 /* network                                                            */
 
+/* Starts every node of net with a plan of n targets, lets them see each
+ * other and runs until the plan is done, then 3 s more; checks that every
+ * target ran exactly once. Returns the plan's slot, -1 when it could not
+ * start. */
+static int s_run_plan(fleet_net_t *net, uint32_t n)
+{
+    fleet_rollout_t ro = s_ro();
+    int k = fn_plan(net, n, &ro);
+    if (k < 0)
+        return -1;
+    for (int i = 0; i < net->n; i++)
+        if (fn_start(net, i, false) != 0)
+            return -1;
+    fn_view_all(net);
+    CHECK(s_run_done(net, k, 120000));
+    fn_run_until(net, net->now + 3000);
+    CHECK(fn_ran_once(net, k) == n);
+    return k;
+}
+
 static void test_net_basic(void)
 {
     fleet_net_t net;
     s_acc_t acc;
     s_net(&net, &acc, 3, 1);
-    fleet_rollout_t ro = s_ro();
-    int k = fn_plan(&net, 300, &ro);
-    for (int i = 0; i < 3; i++)
-        REQUIRE(fn_start(&net, i, false) == 0);
-    fn_view_all(&net);
-    CHECK(s_run_done(&net, k, 120000));
-    fn_run_until(&net, net.now + 3000);
+    int k = s_run_plan(&net, 300);
+    REQUIRE(k >= 0);
     const fn_plan_t *p = &net.plans[k];
-    CHECK(fn_ran_once(&net, k) == p->n);
     CHECK(net.overlaps == 0 && net.overcommit == 0 && net.loops == 0);
     CHECK(SUM_STAT(&net, conflicts) == 0 && SUM_STAT(&net, takeovers) == 0);
     CHECK(SUM_STAT(&net, fenced_results) == 0 && SUM_STAT(&net, malformed) == 0);
@@ -1049,15 +1063,8 @@ static void test_net_mixed_versions(void)
     s_net(&net, &acc, 6, 7);
     for (int i = 0; i < 3; i++)
         net.nodes[i].wire_version = 1;
-    fleet_rollout_t ro = s_ro();
-    int k = fn_plan(&net, 300, &ro);
-    for (int i = 0; i < 6; i++)
-        REQUIRE(fn_start(&net, i, false) == 0);
-    fn_view_all(&net);
-    CHECK(s_run_done(&net, k, 120000));
-    fn_run_until(&net, net.now + 3000);
-    const fn_plan_t *p = &net.plans[k];
-    CHECK(fn_ran_once(&net, k) == p->n);
+    int k = s_run_plan(&net, 300);
+    REQUIRE(k >= 0);
     CHECK(net.version_refused == 0);
     CHECK(net.delivered_version[1] > 0 && net.delivered_version[2] > 0);
     CHECK(net.overlaps == 0 && net.overcommit == 0 && net.loops == 0);
