@@ -219,10 +219,10 @@ int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *l
     for (uint32_t i = 0; i < msg->n_updates; i++)
         if (!s_update_ok(&msg->updates[i]))
             return GG_EINVAL;
-
-    int rc = 0;
     if (msg->wire_version < WIRE_MIN_VERSION || msg->wire_version > WIRE_VERSION)
         return GG_EINVAL;
+
+    int rc = 0;
     bool packed = msg->wire_version >= 2;
     uint32_t fields = 7 + (s_has_seq(type) ? 2 : 0) + (type == WIRE_PING_REQ ? 1 : 0);
     wire_writer_t *w = wire_writer_new_version(msg->wire_version, type, msg->sender.id, fields);
