@@ -18,9 +18,11 @@
  *              (room for later versions).
  *        bin   in wire version 2: the same updates packed one after another,
  *              each S_PACKED_HEAD bytes (id 32, state u8, name length u8,
- *              address length u8, accuser u8 (0 or 1), flags u32 LE,
- *              incarnation u64 LE), then the accuser's id when it has one,
- *              then name and address (no NUL); the same bounds
+ *              address length u8, a widths byte: bit 0 accuser, bits 1-3
+ *              the incarnation's bytes less one, bits 4-6 the flags' bytes
+ *              (0-4), bit 7 zero), the incarnation and the flags in those
+ *              bytes LE, the accuser's id when it has one, then name and
+ *              address (no NUL); the same bounds
  *   "q"  u64   probe sequence number                  (PING, ACK, PING_REQ, NACK)
  *   "ti" bin32 target id                              (PING, ACK, PING_REQ, NACK)
  *   "ta" str   target address, non-empty              (PING_REQ)
@@ -36,8 +38,8 @@
 
 #define S_UPDATE_MIN_FIELDS 6
 #define S_UPDATE_MAX_FIELDS 16
-#define S_PACKED_HEAD       48 /* a version 2 update before accuser, name, address */
-#define S_PACKED_MAX        (S_PACKED_HEAD + MEMBER_ID_LEN + MEMBER_NAME_MAX + MEMBER_ADDRESS_MAX)
+#define S_PACKED_HEAD       36 /* a version 2 update before its numbers and strings */
+#define S_PACKED_MAX        (S_PACKED_HEAD + 8 + 4 + MEMBER_ID_LEN + MEMBER_NAME_MAX + MEMBER_ADDRESS_MAX)
 
 bool membership_msg_type_known(uint32_t type)
 {
@@ -149,19 +151,41 @@ static uint64_t s_get_le(const uint8_t *b, int n)
     return v;
 }
 
+/* Bytes that hold v (0 for 0). */
+static int s_width(uint64_t v)
+{
+    int n = 0;
+    for (; v; v >>= 8)
+        n++;
+    return n;
+}
+
+/* The size of u packed (version 2). */
+static size_t s_packed_size(const member_update_t *u)
+{
+    int iw = s_width(u->incarnation);
+    return S_PACKED_HEAD + (size_t) (iw ? iw : 1) + (size_t) s_width(u->flags) +
+           (u->has_accuser ? MEMBER_ID_LEN : 0) + strlen(u->name) + strlen(u->address);
+}
+
 /* One update packed (version 2) into b (S_PACKED_MAX bytes); returns its
- * size. */
+ * size. Numbers take the bytes they need. */
 static size_t s_packed_put(uint8_t *b, const member_update_t *u)
 {
     size_t nl = strlen(u->name), al = strlen(u->address);
+    int iw = s_width(u->incarnation), fw = s_width(u->flags);
+    if (iw == 0)
+        iw = 1;
     memcpy(b, u->id, MEMBER_ID_LEN);
     b[32] = (uint8_t) u->state;
     b[33] = (uint8_t) nl;
     b[34] = (uint8_t) al;
-    b[35] = u->has_accuser ? 1 : 0;
-    s_put_le(b + 36, u->flags, 4);
-    s_put_le(b + 40, u->incarnation, 8);
+    b[35] = (uint8_t) ((u->has_accuser ? 1 : 0) | (iw - 1) << 1 | fw << 4);
     size_t at = S_PACKED_HEAD;
+    s_put_le(b + at, u->incarnation, iw);
+    at += (size_t) iw;
+    s_put_le(b + at, u->flags, fw);
+    at += (size_t) fw;
     if (u->has_accuser) {
         memcpy(b + at, u->accuser, MEMBER_ID_LEN);
         at += MEMBER_ID_LEN;
@@ -173,33 +197,36 @@ static size_t s_packed_put(uint8_t *b, const member_update_t *u)
 
 /* Reads the packed update at b (left bytes to the end) into u, if u is not
  * NULL. Returns its size, or 0 when it is malformed: cut short, a state, a
- * length or the accuser byte out of range, an empty address, a NUL in a
- * string. */
+ * length, a width or the widths byte's top bit out of range, an empty
+ * address, a NUL in a string. */
 static size_t s_packed_get(const uint8_t *b, size_t left, member_update_t *u)
 {
     if (left < S_PACKED_HEAD)
         return 0;
-    size_t nl = b[33], al = b[34], acc = b[35] ? MEMBER_ID_LEN : 0;
-    if (b[32] > MEMBER_LEFT || nl > MEMBER_NAME_MAX || al == 0 || b[35] > 1 ||
-        left - S_PACKED_HEAD < acc + nl + al)
+    size_t nl = b[33], al = b[34], acc = (b[35] & 1) ? MEMBER_ID_LEN : 0;
+    int iw = ((b[35] >> 1) & 7) + 1, fw = (b[35] >> 4) & 7;
+    size_t body = (size_t) iw + (size_t) fw + acc + nl + al;
+    if (b[32] > MEMBER_LEFT || nl > MEMBER_NAME_MAX || al == 0 || (b[35] & 0x80) || fw > 4 ||
+        left - S_PACKED_HEAD < body)
         return 0;
-    const uint8_t *name = b + S_PACKED_HEAD + acc, *address = name + nl;
+    const uint8_t *num = b + S_PACKED_HEAD;
+    const uint8_t *name = num + iw + fw + acc, *address = name + nl;
     if (memchr(name, '\0', nl) || memchr(address, '\0', al))
         return 0;
     if (u) {
         memcpy(u->id, b, MEMBER_ID_LEN);
         u->state = (member_state_t) b[32];
+        u->incarnation = s_get_le(num, iw);
+        u->flags = (uint32_t) s_get_le(num + iw, fw);
         u->has_accuser = acc != 0;
         if (acc)
-            memcpy(u->accuser, b + S_PACKED_HEAD, MEMBER_ID_LEN);
-        u->flags = (uint32_t) s_get_le(b + 36, 4);
-        u->incarnation = s_get_le(b + 40, 8);
+            memcpy(u->accuser, num + iw + fw, MEMBER_ID_LEN);
         memcpy(u->name, name, nl);
         u->name[nl] = '\0';
         memcpy(u->address, address, al);
         u->address[al] = '\0';
     }
-    return S_PACKED_HEAD + acc + nl + al;
+    return S_PACKED_HEAD + body;
 }
 
 int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *len)
@@ -244,11 +271,8 @@ int membership_msg_encode(const membership_msg_t *msg, uint8_t **data, size_t *l
     msgpack_packer *pk = wire_writer_packer(w);
     if (packed) {
         size_t total = 0;
-        for (uint32_t i = 0; i < msg->n_updates; i++) {
-            const member_update_t *u = &msg->updates[i];
-            total += S_PACKED_HEAD + (u->has_accuser ? MEMBER_ID_LEN : 0) + strlen(u->name) +
-                     strlen(u->address);
-        }
+        for (uint32_t i = 0; i < msg->n_updates; i++)
+            total += s_packed_size(&msg->updates[i]);
         rc = msgpack_pack_bin(pk, total) != 0 ? GG_ENOMEM : 0;
         uint8_t b[S_PACKED_MAX];
         for (uint32_t i = 0; i < msg->n_updates && rc == 0; i++)

@@ -1406,37 +1406,40 @@ static int s_decode_packed(const uint8_t *u, size_t len)
 
 static void test_codec_packed_malformed(void)
 {
-    /* update 0: node 2, alive, "a" at tcp://a:1; update 1: node 3,
-     * suspect, accused by 0xAC.., "b" at tcp://b:1 */
-    uint8_t u[2 * 48 + 32 + 2 + 2 * 9] = {0};
-    size_t at = 0;
+    /* update 0 (47 bytes): node 2, alive at incarnation 1 (one byte), no
+     * flags, "a" at tcp://a:1; update 1 (87 bytes): node 3, suspect at
+     * incarnation 0x0102030405060708 (eight bytes), flags 0x8 (one byte),
+     * accused by 0xAC.., "b" at tcp://b:1 */
+    uint8_t u[47 + 87] = {0};
     memset(u, 2, 32);
-    u[33] = 1, u[34] = 9, u[40] = 1;
-    memcpy(u + 48, "atcp://a:1", 10);
-    at = 58;
-    memset(u + at, 3, 32);
-    u[at + 32] = MEMBER_SUSPECT, u[at + 33] = 1, u[at + 34] = 9, u[at + 35] = 1, u[at + 36] = 0x8;
+    u[33] = 1, u[34] = 9, u[35] = 0, u[36] = 1;
+    memcpy(u + 37, "atcp://a:1", 10);
+    uint8_t *v1 = u + 47;
+    memset(v1, 3, 32);
+    v1[32] = MEMBER_SUSPECT, v1[33] = 1, v1[34] = 9;
+    v1[35] = 1 | 7 << 1 | 1 << 4; /* accuser, 8 incarnation bytes, 1 flags byte */
     for (int k = 0; k < 8; k++)
-        u[at + 40 + k] = (uint8_t) (8 - k);
-    memset(u + at + 48, 0xAC, 32);
-    memcpy(u + at + 80, "btcp://b:1", 10);
-    size_t len = at + 90;
-    REQUIRE(len <= sizeof u);
+        v1[36 + k] = (uint8_t) (8 - k);
+    v1[44] = 0x8;
+    memset(v1 + 45, 0xAC, 32);
+    memcpy(v1 + 77, "btcp://b:1", 10);
+    size_t len = sizeof u;
     CHECK_EQ_INT(s_decode_packed(u, len), 0);
     CHECK_EQ_INT(s_decode_packed(u, len - 1), GG_EMALFORMED); /* cut short */
-    CHECK_EQ_INT(s_decode_packed(u, 47), GG_EMALFORMED);      /* less than a header */
+    CHECK_EQ_INT(s_decode_packed(u, 35), GG_EMALFORMED);      /* less than a header */
     uint8_t v[sizeof u];
     const struct {
         size_t off;
         uint8_t val;
     } bad[] = {
-        {32, 4},        /* state beyond LEFT */
-        {33, 65},       /* name longer than MEMBER_NAME_MAX */
-        {34, 0},        /* empty address */
-        {35, 2},        /* accuser byte neither 0 nor 1 */
-        {48, 0},        /* a NUL in the name */
-        {52, 0},        /* a NUL in the address */
-        {58 + 34, 200}, /* address beyond the bin */
+        {32, 4},                        /* state beyond LEFT */
+        {33, 65},                       /* name longer than MEMBER_NAME_MAX */
+        {34, 0},                        /* empty address */
+        {35, 0x80},                     /* the widths byte's top bit */
+        {47 + 35, 1 | 7 << 1 | 5 << 4}, /* five bytes of flags */
+        {37, 0},                        /* a NUL in the name */
+        {40, 0},                        /* a NUL in the address */
+        {47 + 34, 200},                 /* address beyond the bin */
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         memcpy(v, u, len);
@@ -1444,11 +1447,11 @@ static void test_codec_packed_malformed(void)
         CHECK_EQ_INT(s_decode_packed(v, len), GG_EMALFORMED);
     }
     /* more updates than a gossip message may carry */
-    size_t many = (size_t) (MEMBERSHIP_MAX_PIGGYBACK + 1) * 58;
+    size_t many = (size_t) (MEMBERSHIP_MAX_PIGGYBACK + 1) * 47;
     uint8_t *m = malloc(many);
     REQUIRE(m);
-    for (size_t k = 0; k < many; k += 58)
-        memcpy(m + k, u, 58);
+    for (size_t k = 0; k < many; k += 47)
+        memcpy(m + k, u, 47);
     CHECK_EQ_INT(s_decode_packed(m, many), GG_EMALFORMED);
     free(m);
 }
