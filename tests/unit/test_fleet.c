@@ -804,6 +804,20 @@ static wire_writer_t *s_plan_msg(const uint8_t *sender, int variant)
     return w;
 }
 
+/* An announcement's head at wire `version` from peer, naming plan pid; the
+ * caller adds its entries ("v" or "d"). */
+static wire_writer_t *s_announcement(const uint8_t *peer, uint32_t version, const uint8_t *pid)
+{
+    wire_writer_t *w = wire_writer_new_version(version, WIRE_HAVE, peer, 5);
+    wire_put_u64(w, "k", 0);
+    wire_put_u64(w, "hop", 1);
+    wire_put_str(w, "a", "tcp://p:1");
+    wire_put_key(w, "plans");
+    msgpack_pack_array(wire_writer_packer(w), 1);
+    msgpack_pack_bin_with_body(wire_writer_packer(w), pid, FLEET_ID_LEN);
+    return w;
+}
+
 static void test_malformed_messages(void)
 {
     fleet_config_t c = s_cfg();
@@ -886,13 +900,7 @@ static void test_malformed_messages(void)
          * the message lists */
         uint8_t v[72] = {0}, pid[FLEET_ID_LEN] = {0};
         for (int variant = 0; variant < 3; variant++) {
-            wire_writer_t *w = wire_writer_new(WIRE_HAVE, peer, 5);
-            wire_put_u64(w, "k", 0);
-            wire_put_u64(w, "hop", 1);
-            wire_put_str(w, "a", "tcp://p:1");
-            wire_put_key(w, "plans");
-            msgpack_pack_array(wire_writer_packer(w), 1);
-            msgpack_pack_bin_with_body(wire_writer_packer(w), pid, sizeof pid);
+            wire_writer_t *w = s_announcement(peer, 1, pid);
             v[36] = variant == 1 ? 1 : 0; /* plan 1 of a list of 1 */
             wire_put_bin(w, "v", v, variant == 0 ? 71 : 72);
             CHECK(s_feed(f, w) == (variant < 2 ? GG_EMALFORMED : 0));
@@ -902,13 +910,7 @@ static void test_malformed_messages(void)
         /* version 2: 12-byte entries (plan, index, digest) under "d" */
         uint8_t d[24] = {0};
         for (int variant = 0; variant < 4; variant++) {
-            wire_writer_t *w = wire_writer_new_version(2, WIRE_HAVE, peer, 5);
-            wire_put_u64(w, "k", 0);
-            wire_put_u64(w, "hop", 1);
-            wire_put_str(w, "a", "tcp://p:1");
-            wire_put_key(w, "plans");
-            msgpack_pack_array(wire_writer_packer(w), 1);
-            msgpack_pack_bin_with_body(wire_writer_packer(w), pid, sizeof pid);
+            wire_writer_t *w = s_announcement(peer, 2, pid);
             d[12] = variant == 1 ? 1 : 0; /* plan 1 of a list of 1 */
             /* 0: not whole entries; 1: a plan not listed; 2: version 1's
              * "v" in a version 2 message; 3: valid */
