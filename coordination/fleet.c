@@ -915,28 +915,6 @@ static bool s_send_peers(fleet_t *f, wire_writer_t **w, uint32_t type, const uin
     return ok;
 }
 
-static void s_put_le32(uint8_t *b, uint32_t v)
-{
-    for (int k = 0; k < 4; k++)
-        b[k] = (uint8_t) (v >> (8 * k));
-}
-
-static uint32_t s_get_le32(const uint8_t *b)
-{
-    return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16 | (uint32_t) b[3] << 24;
-}
-
-static void s_put_le64(uint8_t *b, uint64_t v)
-{
-    s_put_le32(b, (uint32_t) v);
-    s_put_le32(b + 4, (uint32_t) (v >> 32));
-}
-
-static uint64_t s_get_le64(const uint8_t *b)
-{
-    return (uint64_t) s_get_le32(b) | (uint64_t) s_get_le32(b + 4) << 32;
-}
-
 /* A 32-bit digest of what an announcement says of a record (the fields
  * progress_compare orders by, the holder cut to S_HAVE_HOLDER bytes).
  * Version 2 announcements carry it: it is part of the wire format, the
@@ -945,7 +923,7 @@ static uint32_t s_version_digest(const progress_rec_t *r)
 {
     uint64_t h = rng_mix64(((uint64_t) r->epoch << 32 | r->generation) ^ 0x243f6a8885a308d3ull);
     h = rng_mix64(h ^ ((uint64_t) r->attempt << 32 | (uint32_t) r->state << 8 | r->step));
-    h = rng_mix64(h ^ s_get_le64(r->holder));
+    h = rng_mix64(h ^ wire_get_le(r->holder, 8));
     h = rng_mix64(h ^ r->finished_ms);
     return (uint32_t) (h >> 32);
 }
@@ -969,14 +947,14 @@ static size_t s_rec_put(uint8_t *b, uint32_t plan, uint32_t hop, uint32_t index,
     b[4] = r->step;
     b[5] = (uint8_t) elen;
     b[6] = b[7] = 0;
-    s_put_le32(b + 8, index);
-    s_put_le32(b + 12, r->epoch);
-    s_put_le32(b + 16, r->generation);
-    s_put_le32(b + 20, r->attempt);
-    s_put_le32(b + 24, (uint32_t) r->exit_code);
-    s_put_le32(b + 28, r->duration_ms);
-    s_put_le64(b + 32, r->started_ms);
-    s_put_le64(b + 40, r->finished_ms);
+    wire_put_le(b + 8, index, 4);
+    wire_put_le(b + 12, r->epoch, 4);
+    wire_put_le(b + 16, r->generation, 4);
+    wire_put_le(b + 20, r->attempt, 4);
+    wire_put_le(b + 24, (uint32_t) r->exit_code, 4);
+    wire_put_le(b + 28, r->duration_ms, 4);
+    wire_put_le(b + 32, r->started_ms, 8);
+    wire_put_le(b + 40, r->finished_ms, 8);
     memcpy(b + 48, r->holder, PROGRESS_ID_LEN);
     memcpy(b + S_REC_HEAD, r->error, elen);
     return S_REC_HEAD + elen;
@@ -997,16 +975,16 @@ static size_t s_rec_get(const uint8_t *b, size_t left, uint32_t *plan, uint32_t 
         return 0;
     *plan = (uint32_t) b[0] | (uint32_t) b[1] << 8;
     *hop = b[2];
-    *index = s_get_le32(b + 8);
+    *index = (uint32_t) wire_get_le(b + 8, 4);
     r->state = b[3];
     r->step = b[4];
-    r->epoch = s_get_le32(b + 12);
-    r->generation = s_get_le32(b + 16);
-    r->attempt = s_get_le32(b + 20);
-    r->exit_code = (int32_t) s_get_le32(b + 24);
-    r->duration_ms = s_get_le32(b + 28);
-    r->started_ms = s_get_le64(b + 32);
-    r->finished_ms = s_get_le64(b + 40);
+    r->epoch = (uint32_t) wire_get_le(b + 12, 4);
+    r->generation = (uint32_t) wire_get_le(b + 16, 4);
+    r->attempt = (uint32_t) wire_get_le(b + 20, 4);
+    r->exit_code = (int32_t) (uint32_t) wire_get_le(b + 24, 4);
+    r->duration_ms = (uint32_t) wire_get_le(b + 28, 4);
+    r->started_ms = wire_get_le(b + 32, 8);
+    r->finished_ms = wire_get_le(b + 40, 8);
     memcpy(r->holder, b + 48, PROGRESS_ID_LEN);
     memcpy(r->error, b + S_REC_HEAD, elen);
     r->error[elen] = '\0';
@@ -1293,12 +1271,12 @@ static void s_have_put(uint8_t *b, uint32_t plan, uint32_t index, const progress
     b[1] = (uint8_t) (plan >> 8);
     b[2] = r->state;
     b[3] = r->step;
-    s_put_le32(b + 4, index);
-    s_put_le32(b + 8, r->epoch);
-    s_put_le32(b + 12, r->generation);
-    s_put_le32(b + 16, r->attempt);
+    wire_put_le(b + 4, index, 4);
+    wire_put_le(b + 8, r->epoch, 4);
+    wire_put_le(b + 12, r->generation, 4);
+    wire_put_le(b + 16, r->attempt, 4);
     memcpy(b + 20, r->holder, S_HAVE_HOLDER);
-    s_put_le64(b + 28, r->finished_ms);
+    wire_put_le(b + 28, r->finished_ms, 8);
 }
 
 /* Reads an entry into *r (key fields only; the holder's tail is zero). */
@@ -1307,13 +1285,13 @@ static void s_have_get(const uint8_t *b, uint32_t *plan, uint32_t *index, progre
     *plan = (uint32_t) b[0] | (uint32_t) b[1] << 8;
     r->state = b[2];
     r->step = b[3];
-    *index = s_get_le32(b + 4);
-    r->epoch = s_get_le32(b + 8);
-    r->generation = s_get_le32(b + 12);
-    r->attempt = s_get_le32(b + 16);
+    *index = (uint32_t) wire_get_le(b + 4, 4);
+    r->epoch = (uint32_t) wire_get_le(b + 8, 4);
+    r->generation = (uint32_t) wire_get_le(b + 12, 4);
+    r->attempt = (uint32_t) wire_get_le(b + 16, 4);
     memset(r->holder, 0, PROGRESS_ID_LEN);
     memcpy(r->holder, b + 20, S_HAVE_HOLDER);
-    r->finished_ms = s_get_le64(b + 28);
+    r->finished_ms = wire_get_le(b + 28, 8);
 }
 
 /* Version 2: S_HAVE_ENTRY2 bytes little-endian: plan (u16, its position in
@@ -1324,8 +1302,8 @@ static void s_have_put2(uint8_t *b, uint32_t plan, uint32_t index, uint32_t dige
     b[0] = (uint8_t) plan;
     b[1] = (uint8_t) (plan >> 8);
     b[2] = b[3] = 0;
-    s_put_le32(b + 4, index);
-    s_put_le32(b + 8, digest);
+    wire_put_le(b + 4, index, 4);
+    wire_put_le(b + 8, digest, 4);
 }
 
 /* One announcement of n entries at `version` ("v": S_HAVE_ENTRY-byte
@@ -1498,7 +1476,7 @@ static int s_get_hops(const msgpack_object *body, const char *key, uint32_t n, c
 static bool s_have_newer(const s_plan_t *p, uint32_t i, const uint8_t *e, bool v2)
 {
     if (v2)
-        return s_get_le32(e + 8) != p->vd[i];
+        return (uint32_t) wire_get_le(e + 8, 4) != p->vd[i];
     progress_rec_t r;
     uint32_t plan, index;
     s_have_get(e, &plan, &index, &r);
@@ -1551,7 +1529,7 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const wire_msg_t *msg,
     for (uint32_t k = 0; k < n; k++) {
         const uint8_t *e = v + (size_t) k * esize;
         const s_plan_t *p = known[(uint32_t) e[0] | (uint32_t) e[1] << 8];
-        uint32_t i = s_get_le32(e + 4); /* the index, in both forms */
+        uint32_t i = (uint32_t) wire_get_le(e + 4, 4); /* the index, in both forms */
         if (p && i < p->n)
             __builtin_prefetch(&p->vd[i]);
     }
@@ -1562,7 +1540,7 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const wire_msg_t *msg,
             const uint8_t *e = v + (size_t) k * esize;
             if (((uint32_t) e[0] | (uint32_t) e[1] << 8) != x)
                 continue; /* another plan's entry */
-            uint32_t i = s_get_le32(e + 4);
+            uint32_t i = (uint32_t) wire_get_le(e + 4, 4);
             if (p) {
                 if (i >= p->n) {
                     f->stats.malformed++;
@@ -1575,7 +1553,7 @@ static int s_on_have_announce(fleet_t *f, uint64_t now, const wire_msg_t *msg,
                 continue;
             }
             want_hops[m] = hops ? hops[k] : (uint8_t) hop;
-            s_put_le32(want + (size_t) m++ * 4, i);
+            wire_put_le(want + (size_t) m++ * 4, i, 4);
         }
         if (m > 0)
             s_send_want(f, reply, ids[x], want, want_hops, m);
@@ -1606,7 +1584,7 @@ static int s_on_have_want(fleet_t *f, const msgpack_object *body, const s_member
         return 0;
     uint8_t *ref_hops = (uint8_t *) (refs + n);
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t i = s_get_le32(v + (size_t) k * 4);
+        uint32_t i = (uint32_t) wire_get_le(v + (size_t) k * 4, 4);
         if (i < p->n) {
             ref_hops[m] = hops ? hops[k] : (uint8_t) hop;
             refs[m++] = s_ref(p->slot, i);

@@ -294,20 +294,12 @@ static bool s_is_live(member_state_t s)
     return s == MEMBER_ALIVE || s == MEMBER_SUSPECT;
 }
 
-static uint64_t s_load_le64(const uint8_t *b)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
 /* Platform-independent: checksums are compared between nodes. */
 static uint64_t s_id_hash(const uint8_t id[MEMBER_ID_LEN])
 {
     uint64_t h = 0x6761676c65ull; /* "gagle" */
     for (size_t i = 0; i < MEMBER_ID_LEN; i += 8)
-        h = rng_mix64(h ^ s_load_le64(id + i));
+        h = rng_mix64(h ^ wire_get_le(id + i, 8));
     return h;
 }
 
@@ -725,9 +717,10 @@ static void s_emit_incarnation(membership_t *m)
     o->incarnation = s_self(m)->pub.incarnation;
 }
 
-/* Queues msg (taking it) for to_address; to_id may be NULL (seed). */
-static void s_emit_send(membership_t *m, const uint8_t *to_id, const char *to_address,
-                        membership_msg_t *msg)
+/* Queues msg (taking it) for to_address; to_id may be NULL (seed), and
+ * slot is to_id's (S_NONE when it is not a member). */
+static void s_emit_send(membership_t *m, uint32_t slot, const uint8_t *to_id,
+                        const char *to_address, membership_msg_t *msg)
 {
     if (!msg)
         return;
@@ -747,7 +740,6 @@ static void s_emit_send(membership_t *m, const uint8_t *to_id, const char *to_ad
     }
     /* version 2 to a member that reads it, when this node speaks it; a
      * seed known by address only, or an older node, gets version 1 */
-    uint32_t slot = to_id ? s_find(m, to_id) : S_NONE;
     msg->wire_version = slot != S_NONE && (m->slots[slot].pub.flags & MEMBER_FLAG_WIRE2) &&
                                 (s_self(m)->pub.flags & MEMBER_FLAG_WIRE2)
                             ? 2
@@ -758,7 +750,7 @@ static void s_emit_send(membership_t *m, const uint8_t *to_id, const char *to_ad
 
 static void s_send_to(membership_t *m, uint32_t slot, membership_msg_t *msg)
 {
-    s_emit_send(m, m->slots[slot].pub.id, m->slots[slot].pub.address, msg);
+    s_emit_send(m, slot, m->slots[slot].pub.id, m->slots[slot].pub.address, msg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1470,7 +1462,7 @@ static void s_send_nack(membership_t *m, uint64_t seq, const uint8_t *requester,
         msg->seq = seq;
         memcpy(msg->target_id, target, MEMBER_ID_LEN);
     }
-    s_emit_send(m, requester, address, msg);
+    s_emit_send(m, slot, requester, address, msg);
     m->stats.nacks_sent++;
 }
 
@@ -1517,7 +1509,7 @@ static void s_on_ping_req(membership_t *m, uint64_t now, const uint8_t *from,
         ping->seq = r.ping_seq;
         memcpy(ping->target_id, msg->target_id, MEMBER_ID_LEN);
     }
-    s_emit_send(m, msg->target_id, msg->target_address, ping);
+    s_emit_send(m, tslot, msg->target_id, msg->target_address, ping);
 }
 
 static void s_on_ack(membership_t *m, const uint8_t *from, const membership_msg_t *msg)
@@ -1544,7 +1536,7 @@ static void s_on_ack(membership_t *m, const uint8_t *from, const membership_msg_
             ack->seq = r->orig_seq;
             memcpy(ack->target_id, r->target, MEMBER_ID_LEN);
         }
-        s_emit_send(m, r->requester, r->requester_address, ack);
+        s_emit_send(m, slot, r->requester, r->requester_address, ack);
         s_relay_remove(m, i);
         return;
     }
@@ -1584,9 +1576,11 @@ static void s_gossip(membership_t *m, uint64_t now)
     }
 }
 
-static void s_send_sync(membership_t *m, const uint8_t *to_id, const char *address)
+/* A SYNC to the member in slot, or to a seed's address (slot S_NONE). */
+static void s_send_sync(membership_t *m, uint32_t slot, const char *address)
 {
-    s_emit_send(m, to_id, address, s_msg_full_state(m, WIRE_SYNC));
+    const uint8_t *to_id = slot != S_NONE ? m->slots[slot].pub.id : NULL;
+    s_emit_send(m, slot, to_id, address, s_msg_full_state(m, WIRE_SYNC));
     m->stats.syncs_sent++;
 }
 
@@ -1596,7 +1590,7 @@ static void s_push_pull(membership_t *m, uint64_t now)
     s_pick_t f = {.alive_only = true, .exclude = S_NONE, .now = now};
     uint32_t slot;
     if (s_pick(m, &f, 1, &slot) == 1)
-        s_send_sync(m, m->slots[slot].pub.id, m->slots[slot].pub.address);
+        s_send_sync(m, slot, m->slots[slot].pub.address);
 }
 
 static bool s_is_own_address(const membership_t *m, const char *address)
@@ -1640,13 +1634,13 @@ static void s_join_attempt(membership_t *m, uint64_t now)
     for (uint32_t i = 0; i < m->seeds_n; i++) {
         if (s_is_own_address(m, m->seeds[i]))
             continue;
-        s_send_sync(m, NULL, m->seeds[i]);
+        s_send_sync(m, S_NONE, m->seeds[i]);
         any = true;
     }
     uint32_t hints[S_JOIN_HINTS];
     uint32_t n = s_pick_hints(m, S_JOIN_HINTS, hints);
     for (uint32_t i = 0; i < n; i++) {
-        s_send_sync(m, m->slots[hints[i]].pub.id, m->slots[hints[i]].pub.address);
+        s_send_sync(m, hints[i], m->slots[hints[i]].pub.address);
         any = true;
     }
     if (!any) {
@@ -1679,12 +1673,12 @@ static void s_reconnect(membership_t *m, uint64_t now)
     uint64_t r = rng_below(&m->rng, total);
     if (r < dead->n) {
         uint32_t slot = dead->v[r];
-        s_send_sync(m, m->slots[slot].pub.id, m->slots[slot].pub.address);
+        s_send_sync(m, slot, m->slots[slot].pub.address);
     } else if (!s_is_own_address(m, m->seeds[r - dead->n]) &&
                !s_is_live_address(m, m->seeds[r - dead->n])) {
         /* A seed that is a live member is already in touch: the regular
          * push-pull covers it, a full exchange every interval would not. */
-        s_send_sync(m, NULL, m->seeds[r - dead->n]);
+        s_send_sync(m, S_NONE, m->seeds[r - dead->n]);
     }
 }
 
@@ -1892,7 +1886,7 @@ int membership_handle(membership_t *m, uint64_t now_ms, const uint8_t from_id[ME
             ack->seq = msg->seq;
             memcpy(ack->target_id, s_self(m)->pub.id, MEMBER_ID_LEN);
         }
-        s_emit_send(m, from_id, msg->sender.address, ack);
+        s_emit_send(m, from_slot, from_id, msg->sender.address, ack);
         break;
     }
     case WIRE_ACK: s_on_ack(m, from_id, msg); break;
@@ -1901,7 +1895,8 @@ int membership_handle(membership_t *m, uint64_t now_ms, const uint8_t from_id[ME
     case WIRE_SYNC:
         m->stats.syncs_received++;
         s_set_joined(m, now_ms);
-        s_emit_send(m, from_id, msg->sender.address, s_msg_full_state(m, WIRE_SYNC_REPLY));
+        s_emit_send(m, from_slot, from_id, msg->sender.address,
+                    s_msg_full_state(m, WIRE_SYNC_REPLY));
         break;
     case WIRE_SYNC_REPLY:
         m->stats.syncs_received++;

@@ -137,20 +137,6 @@ static int s_pack_update(msgpack_packer *pk, const member_update_t *u)
     return 0;
 }
 
-static void s_put_le(uint8_t *b, uint64_t v, int n)
-{
-    for (int k = 0; k < n; k++)
-        b[k] = (uint8_t) (v >> (8 * k));
-}
-
-static uint64_t s_get_le(const uint8_t *b, int n)
-{
-    uint64_t v = 0;
-    for (int k = n - 1; k >= 0; k--)
-        v = v << 8 | b[k];
-    return v;
-}
-
 /* Bytes that hold v (0 for 0). */
 static int s_width(uint64_t v)
 {
@@ -182,9 +168,9 @@ static size_t s_packed_put(uint8_t *b, const member_update_t *u)
     b[34] = (uint8_t) al;
     b[35] = (uint8_t) ((u->has_accuser ? 1 : 0) | (iw - 1) << 1 | fw << 4);
     size_t at = S_PACKED_HEAD;
-    s_put_le(b + at, u->incarnation, iw);
+    wire_put_le(b + at, u->incarnation, (size_t) iw);
     at += (size_t) iw;
-    s_put_le(b + at, u->flags, fw);
+    wire_put_le(b + at, u->flags, (size_t) fw);
     at += (size_t) fw;
     if (u->has_accuser) {
         memcpy(b + at, u->accuser, MEMBER_ID_LEN);
@@ -216,8 +202,8 @@ static size_t s_packed_get(const uint8_t *b, size_t left, member_update_t *u)
     if (u) {
         memcpy(u->id, b, MEMBER_ID_LEN);
         u->state = (member_state_t) b[32];
-        u->incarnation = s_get_le(num, iw);
-        u->flags = (uint32_t) s_get_le(num + iw, fw);
+        u->incarnation = wire_get_le(num, (size_t) iw);
+        u->flags = (uint32_t) wire_get_le(num + iw, (size_t) fw);
         u->has_accuser = acc != 0;
         if (acc)
             memcpy(u->accuser, num + iw + fw, MEMBER_ID_LEN);

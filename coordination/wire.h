@@ -94,6 +94,22 @@ void wire_put_bin(wire_writer_t *self, const char *key, const void *data, size_t
  * GG_EINVAL when the body does not hold body_fields pairs or nests too deep. */
 int wire_writer_finish(wire_writer_t *self, const uint8_t **data, size_t *len);
 
+/* Little-endian integers inside bin fields (the packed forms of version 2,
+ * hashes of ids): the n low bytes of v at b (n <= 8), and back. */
+static inline void wire_put_le(uint8_t *b, uint64_t v, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        b[k] = (uint8_t) (v >> (8 * k));
+}
+
+static inline uint64_t wire_get_le(const uint8_t *b, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t k = n; k-- > 0;)
+        v = v << 8 | b[k];
+    return v;
+}
+
 /* ---- decoding ---- */
 
 typedef struct {
